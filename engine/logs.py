@@ -1,0 +1,262 @@
+"""The log store: a hive-partitioned Parquet tree of gateway request logs.
+
+Layout: ``<root>/project_id=<id>/date=<YYYY-MM-DD>/<any>.parquet``. Scans are
+lazy; partitions outside the project and the window's dates are never opened.
+Each file is checked once against the log schema before it is read, and an
+error names the file, the column, the expected and the found type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from engine.errors import EmptyWindowError, LogSchemaError
+
+#: Column -> canonical type. Required columns first.
+REQUIRED: dict[str, pl.DataType] = {
+    "request_id": pl.String(),
+    "timestamp": pl.Datetime("us", "UTC"),
+    "model": pl.String(),
+    "provider": pl.String(),
+    "input_tokens": pl.Int64(),
+    "output_tokens": pl.Int64(),
+    "latency_ms": pl.Float64(),
+    "cost_usd": pl.Float64(),
+    "status": pl.String(),
+}
+OPTIONAL: dict[str, pl.DataType] = {
+    "cached_input_tokens": pl.Int64(),
+    "error_type": pl.String(),
+    "end_user_id": pl.String(),
+    "tags": pl.List(pl.String()),
+    "routing_config_version": pl.Int64(),
+    "request_json": pl.String(),
+    "response_text": pl.String(),
+}
+SCHEMA: dict[str, pl.DataType] = {"project_id": pl.String(), **REQUIRED, **OPTIONAL}
+
+_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Narrow a window: each list is any-of; an empty list means no filter."""
+
+    models: Sequence[str] = ()
+    end_user_ids: Sequence[str] = ()
+    tags: Sequence[str] = ()
+
+    def expr(self) -> pl.Expr:
+        """The filters as one boolean expression over log columns."""
+        out = pl.lit(True)
+        if self.models:
+            out &= pl.col("model").is_in(list(self.models))
+        if self.end_user_ids:
+            out &= pl.col("end_user_id").is_in(list(self.end_user_ids)).fill_null(False)
+        if self.tags:
+            has_any = pl.any_horizontal([pl.col("tags").list.contains(t) for t in self.tags])
+            out &= has_any.fill_null(False)
+        return out
+
+    @property
+    def columns(self) -> set[str]:
+        """Log columns the filters read."""
+        cols = {"model"} if self.models else set()
+        if self.end_user_ids:
+            cols.add("end_user_id")
+        if self.tags:
+            cols.add("tags")
+        return cols
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open UTC time range ``[start, end)`` over one project's logs."""
+
+    project_id: str
+    start: dt.datetime
+    end: dt.datetime
+    filters: Filters = field(default_factory=Filters)
+
+    def dates(self) -> list[dt.date]:
+        """Every calendar date (UTC) the window touches."""
+        last = (self.end - dt.timedelta(microseconds=1)).date()
+        day, out = self.start.date(), []
+        while day <= last:
+            out.append(day)
+            day += dt.timedelta(days=1)
+        return out
+
+
+def _is_remote(root: str) -> bool:
+    return "://" in root
+
+
+def partition_files(root: str, project_id: str, dates: Iterable[dt.date] | None = None) -> list[Path]:
+    """Parquet files of ``project_id`` under ``root``, limited to ``dates`` when given."""
+    project_dir = Path(root) / f"project_id={project_id}"
+    if not project_dir.is_dir():
+        return []
+    wanted = None if dates is None else {d.isoformat() for d in dates}
+    files: list[Path] = []
+    for part in sorted(project_dir.iterdir()):
+        match = _PARTITION.match(part.name)
+        if not match or (wanted is not None and match.group(1) not in wanted):
+            continue
+        files.extend(sorted(part.glob("*.parquet")))
+    return files
+
+
+def _compatible(found: pl.DataType, expected: pl.DataType) -> bool:
+    if found == expected:
+        return True
+    if expected == pl.String():
+        return found in (pl.String(), pl.Categorical(), pl.Null()) or isinstance(found, pl.Enum | pl.Categorical)
+    if expected == pl.Int64():
+        return found.is_integer() or found == pl.Null()
+    if expected == pl.Float64():
+        return found.is_numeric() or found == pl.Null()
+    if isinstance(expected, pl.Datetime):
+        return isinstance(found, pl.Datetime)
+    if isinstance(expected, pl.List):
+        return (isinstance(found, pl.List) and _compatible(found.inner, pl.String())) or found == pl.Null()
+    return False
+
+
+def check_file(path: Path | str) -> pl.Schema:
+    """Read a file's Parquet footer and check it against the log schema."""
+    try:
+        schema = pl.read_parquet_schema(path)
+    except Exception as exc:  # polars raises several types for a corrupt footer
+        raise LogSchemaError(f"{path}: not a readable Parquet file ({exc.__class__.__name__}: {exc})") from None
+    for column, expected in REQUIRED.items():
+        if column not in schema:
+            raise LogSchemaError(
+                f"{path}: required column {column!r} is missing (expected {expected})", param=column
+            )
+    for column, expected in {**REQUIRED, **OPTIONAL}.items():
+        found = schema.get(column)
+        if found is not None and not _compatible(found, expected):
+            raise LogSchemaError(
+                f"{path}: column {column!r} has type {found}, expected {expected}", param=column
+            )
+    return pl.Schema(schema)
+
+
+def _conform(frame: pl.LazyFrame, schema: pl.Schema, project_id: str) -> pl.LazyFrame:
+    """Cast a checked file's columns to the canonical types; fill absent optional ones."""
+    exprs: list[pl.Expr] = []
+    for column, expected in SCHEMA.items():
+        found = schema.get(column)
+        if column == "project_id" and found is None:
+            exprs.append(pl.lit(project_id, pl.String()).alias(column))
+        elif found is None:
+            default = 0 if column == "cached_input_tokens" else None
+            exprs.append(pl.lit(default, expected).alias(column))
+        elif isinstance(expected, pl.Datetime) and isinstance(found, pl.Datetime) and found.time_zone is None:
+            exprs.append(pl.col(column).dt.replace_time_zone("UTC").dt.cast_time_unit("us"))
+        elif found != expected:
+            exprs.append(pl.col(column).cast(expected))
+        else:
+            exprs.append(pl.col(column))
+    out = frame.select(exprs)
+    return out.with_columns(pl.col("cached_input_tokens").fill_null(0))
+
+
+def scan_window(root: str, window: Window, columns: Iterable[str] | None = None) -> pl.LazyFrame:
+    """A lazy frame of the window's rows (after filters), canonical types, pruned partitions.
+
+    Raises ``LogSchemaError`` naming the first bad file. ``columns`` limits the
+    result to those log columns (the ones a replay needs).
+    """
+    wanted = list(dict.fromkeys(columns)) if columns is not None else list(SCHEMA)
+    unknown = [c for c in wanted if c not in SCHEMA]
+    if unknown:
+        raise LogSchemaError(f"unknown log column(s): {', '.join(unknown)}", param=unknown[0])
+    in_window = (pl.col("timestamp") >= window.start) & (pl.col("timestamp") < window.end)
+    predicate = in_window & window.filters.expr()
+    if _is_remote(root):
+        frame = pl.scan_parquet(f"{root.rstrip('/')}/project_id={window.project_id}/**/*.parquet", hive_partitioning=True)
+        frame = frame.filter(pl.col("date").is_in(window.dates()))
+        return frame.filter(predicate).select(wanted)
+    files = partition_files(root, window.project_id, window.dates())
+    # Each file is conformed on its own: files written at different times may
+    # carry different optional columns or integer widths.
+    frames = [
+        _conform(pl.scan_parquet(path), check_file(path), window.project_id).filter(predicate).select(wanted)
+        for path in files
+    ]
+    if not frames:
+        return pl.LazyFrame(schema={c: SCHEMA[c] for c in wanted})
+    return pl.concat(frames, how="vertical")
+
+
+def load_window(root: str, window: Window, columns: Iterable[str] | None = None) -> pl.DataFrame:
+    """Collect the window's rows; an ``EmptyWindowError`` when none match."""
+    if window.end <= window.start:
+        raise EmptyWindowError("windowEnd must be after windowStart", param="windowEnd")
+    frame = scan_window(root, window, columns).collect()
+    if frame.height == 0:
+        raise EmptyWindowError(
+            f"no log rows for project {window.project_id!r} in "
+            f"[{window.start.isoformat()}, {window.end.isoformat()}) after filters "
+            f"(log store: {root})",
+            param="windowStart",
+        )
+    return frame
+
+
+def replayable() -> pl.Expr:
+    """Rows usable for with-responses runs: both texts present and status ``ok``."""
+    return pl.col("request_json").is_not_null() & pl.col("response_text").is_not_null() & (pl.col("status") == "ok")
+
+
+def write_partitioned(frame: pl.DataFrame, root: str | Path, project_id: str, *, part: str = "part-0") -> list[Path]:
+    """Write ``frame`` into the store layout, one file per UTC date; returns the files."""
+    root = Path(root)
+    dated = frame.with_columns(pl.col("timestamp").dt.date().alias("_date"))
+    written: list[Path] = []
+    for (day,), rows in dated.sort("timestamp").group_by("_date", maintain_order=True):
+        assert isinstance(day, dt.date)
+        target = root / f"project_id={project_id}" / f"date={day.isoformat()}"
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / f"{part}.parquet"
+        rows.drop("_date", "project_id", strict=False).write_parquet(path, statistics=True)
+        written.append(path)
+    return written
+
+
+def inspect_store(root: str) -> tuple[pl.DataFrame, list[str]]:
+    """Row counts per project, day and model, plus one line per file that fails the schema check."""
+    base = Path(root)
+    if not base.is_dir():
+        raise LogSchemaError(f"log store {root} does not exist or is not a directory", param="logs")
+    counts: list[pl.LazyFrame] = []
+    problems: list[str] = []
+    for project_dir in sorted(p for p in base.iterdir() if p.name.startswith("project_id=")):
+        project_id = project_dir.name.removeprefix("project_id=")
+        for path in partition_files(root, project_id):
+            try:
+                check_file(path)
+            except LogSchemaError as exc:
+                problems.append(exc.message)
+                continue
+            counts.append(
+                pl.scan_parquet(path)
+                .group_by("model")
+                .agg(pl.len().alias("rows"))
+                .with_columns(
+                    pl.lit(project_id).alias("project_id"), pl.lit(path.parent.name.removeprefix("date=")).alias("date")
+                )
+            )
+    if not counts:
+        return pl.DataFrame(schema={"project_id": pl.String, "date": pl.String, "model": pl.String, "rows": pl.Int64}), problems
+    frame = pl.concat(pl.collect_all(counts)).with_columns(pl.col("model").cast(pl.String), pl.col("rows").cast(pl.Int64))
+    table = frame.group_by("project_id", "date", "model").agg(pl.col("rows").sum()).sort("project_id", "date", "model")
+    return table.select("project_id", "date", "model", "rows"), problems

@@ -1,0 +1,174 @@
+"""Pydantic models of every contract: specs in (camelCase accepted), objects out (snake_case)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from engine.errors import ConfigError
+
+HYPOTHESIS_MAX = 2000
+Mode = Literal["routing_only", "with_responses"]
+Status = Literal["queued", "running", "completed", "cancelled", "failed"]
+LoggingMode = Literal["full", "metadata_only"]
+
+
+class Body(BaseModel):
+    """A request body: camelCase names (as the guides write them) or snake_case both accepted."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def parse_body(model: type[Body], raw: Any) -> Any:
+    """Validate ``raw`` into ``model``; the first problem becomes a ``ConfigError`` naming the field."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the request body must be a JSON object", param=None)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        field_info = model.model_fields.get(loc[0]) if loc else None
+        if field_info is not None and field_info.alias:
+            loc[0] = field_info.alias
+        where = ".".join(loc)
+        message = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {message}" if where else message, param=where or None) from None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class FiltersSpec(Body):
+    """Narrow the window; each list is any-of."""
+
+    models: list[str] = Field(default_factory=list)
+    end_user_ids: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("endUserIds", "end_user_ids")
+    )
+    tags: list[str] = Field(default_factory=list)
+
+
+class SampleSpec(Body):
+    """How with-responses runs draw their pairs."""
+
+    size: int = Field(1000, gt=0, description="Requested pairs; the effective size may be smaller.")
+    method: Literal["random", "stratified"] = "random"
+    seed: int = Field(0, description="Seed of the draw: the same seed draws the same rows.")
+
+
+class ExperimentCreate(Body):
+    """The body of ``POST /manage/v1/experiments`` (and of a CLI spec file)."""
+
+    name: str = Field("", max_length=200, description="Label shown in lists.")
+    project_id: str = Field(min_length=1)
+    candidate_policy: str = Field(min_length=1, description="Routing policy of the candidate.")
+    candidate_config: dict[str, Any] = Field(description="That policy's config.")
+    window_start: dt.datetime
+    window_end: dt.datetime
+    mode: Mode = "routing_only"
+    filters: FiltersSpec = Field(default_factory=FiltersSpec)
+    hypothesis: str | None = Field(None, max_length=HYPOTHESIS_MAX)
+    sample: SampleSpec | None = None
+    spend_cap_usd: float | None = Field(None, gt=0)
+
+    @field_validator("window_start", "window_end")
+    @classmethod
+    def _to_utc(cls, value: dt.datetime) -> dt.datetime:
+        return _utc(value)
+
+    @model_validator(mode="after")
+    def _window(self) -> ExperimentCreate:
+        if self.window_end <= self.window_start:
+            raise ValueError("windowEnd must be after windowStart")
+        return self
+
+
+class Summary(BaseModel):
+    """Traffic totals of one side (baseline or candidate) of a replay."""
+
+    request_count: int
+    cost_usd: float
+    cost_per_request_usd: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    error_rate: float
+    input_tokens: int
+    output_tokens: int
+    route_distribution: dict[str, float] = Field(description='Share of rows per "model:provider".')
+
+
+class Deltas(BaseModel):
+    """Candidate minus baseline; percentages are relative to the baseline."""
+
+    cost_delta_usd: float
+    cost_delta_pct: float | None
+    latency_p50_delta_pct: float | None
+    latency_p95_delta_pct: float | None
+    error_rate_delta_pct: float | None
+
+
+class Progress(BaseModel):
+    """Pairs done out of the effective total."""
+
+    done: int = 0
+    total: int = 0
+
+
+class Experiment(BaseModel):
+    """An experiment as every face returns it."""
+
+    id: str
+    object: Literal["experiment"] = "experiment"
+    name: str
+    project_id: str
+    mode: Mode
+    status: Status
+    status_reason: str | None = None
+    candidate_policy: str
+    candidate_config: dict[str, Any]
+    window_start: dt.datetime
+    window_end: dt.datetime
+    filters: FiltersSpec
+    hypothesis: str | None = None
+    sample: SampleSpec | None = None
+    spend_cap_usd: float | None = None
+    spend_usd: float = 0.0
+    progress: Progress = Field(default_factory=Progress)
+    baseline_summary: Summary | None = None
+    candidate_summary: Summary | None = None
+    deltas: Deltas | None = None
+    notes: list[str] = Field(default_factory=list)
+    promoted_version: int | None = None
+    created_at: dt.datetime
+    started_at: dt.datetime | None = None
+    completed_at: dt.datetime | None = None
+
+
+class Project(BaseModel):
+    """A project: the unit of logs, caps and access."""
+
+    id: str
+    object: Literal["project"] = "project"
+    logging_mode: LoggingMode = "full"
+    experiment_spend_cap_usd: float = 50.0
+    judge_spend_cap_usd: float = 20.0
+    created_at: dt.datetime
+
+
+class RoutingConfigVersion(BaseModel):
+    """One saved version of a project's routing config."""
+
+    id: str
+    object: Literal["routing_config"] = "routing_config"
+    project_id: str
+    slug: str
+    version: int
+    policy: str
+    config: dict[str, Any]
+    source_experiment_id: str | None = None
+    created_at: dt.datetime

@@ -1,0 +1,49 @@
+"""The ``rehearsal`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from engine.errors import ConfigError, NotFound, RehearsalError
+from service.cli import _experiments, _logs, _projects
+from service.cli._common import err
+
+app = typer.Typer(
+    name="rehearsal",
+    help="Rehearse a routing change on real LLM traffic before production sees it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(_logs.app, name="logs")
+app.add_typer(_projects.app, name="projects")
+app.add_typer(_experiments.app, name="experiment")
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+    _state["debug"] = debug
+
+
+def main() -> None:
+    """Entry point: run the app; errors become one line on stderr and an exit code (2 = bad input)."""
+    try:
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except RehearsalError as exc:
+        if _state["debug"] or "--debug" in sys.argv:
+            traceback.print_exc()
+        where = f" [{exc.param}]" if exc.param else ""
+        err.print(f"[red]error{where}:[/red] {exc.message}", markup=True, soft_wrap=True)
+        sys.exit(2 if isinstance(exc, ConfigError | NotFound) else 1)
+    except Exception as exc:  # anything unexpected: one line unless --debug
+        if _state["debug"] or "--debug" in sys.argv:
+            traceback.print_exc()
+        err.print(f"[red]error:[/red] {exc.__class__.__name__}: {exc}", markup=True, soft_wrap=True)
+        sys.exit(1)
