@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from engine.routing._base import Policy, PolicyConfig, Route, combine, keep_actual, register
 from engine.routing._context import RoutingContext
@@ -34,12 +34,12 @@ class CustomRulesConfig(PolicyConfig):
 
     rules: list[Rule] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _else_last(self) -> CustomRulesConfig:
-        for rule in self.rules[:-1]:
-            if rule.else_ is not None:
-                raise ValueError("'else' must be the last rule")
-        return self
+    @field_validator("rules")
+    @classmethod
+    def _else_last(cls, rules: list[Rule]) -> list[Rule]:
+        if any(rule.else_ is not None for rule in rules[:-1]):
+            raise ValueError("'else' must be the last rule")
+        return rules
 
 
 @register

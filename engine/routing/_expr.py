@@ -64,7 +64,12 @@ class _Val:
 
 @dataclass(frozen=True)
 class Compiled:
-    """A compiled condition: a boolean expression (nulls read as false) and the columns it reads."""
+    """A compiled condition: a boolean expression and the columns it reads.
+
+    A missing value never matches a test (``end_user_id startswith "eu"`` is
+    false on a null), so ``not`` of such a test is true; ``== null`` and
+    ``!= null`` test for missing values explicitly.
+    """
 
     expr: pl.Expr
     columns: frozenset[str]
@@ -78,11 +83,10 @@ def _tokenize(source: str) -> list[_Tok]:
         match = _TOKEN.match(source, pos)
         if not match or match.end() == pos:
             raise ValueError(f"unexpected character {source[pos:].lstrip()[:1]!r} at {pos}")
-        kind = match.lastgroup or ""
-        text = match.group(kind)
-        if kind == "name" and text in _KEYWORDS:
-            kind = "kw"
-        tokens.append(_Tok(kind, text, match.start(kind)))
+        group = match.lastgroup or ""
+        text = match.group(group)
+        kind = "kw" if group == "name" and text in _KEYWORDS else group
+        tokens.append(_Tok(kind, text, match.start(group)))
         pos = match.end()
     tokens.append(_Tok("end", "", len(source)))
     return tokens
@@ -247,24 +251,24 @@ def _compare(left: _Val, op: str, right: _Val) -> _Val:
     if left.kind in ("str", "bool") and op not in ("==", "!="):
         raise ValueError(f"operator {op!r} needs numbers")
     ops = {
-        "==": left.expr.__eq__,
-        "!=": left.expr.__ne__,
+        "==": left.expr.eq_missing,
+        "!=": left.expr.ne_missing,
         "<": left.expr.__lt__,
         "<=": left.expr.__le__,
         ">": left.expr.__gt__,
         ">=": left.expr.__ge__,
     }
-    return _Val("bool", ops[op](right.expr))
+    return _Val("bool", ops[op](right.expr).fill_null(False))
 
 
 def _member(item: _Val, container: _Val) -> pl.Expr:
     if container.kind == "tags":
         if item.kind != "str":
             raise ValueError("tags hold strings: use a string with 'in' / 'contains'")
-        return container.expr.list.contains(item.expr)
+        return container.expr.list.contains(item.expr).fill_null(False)
     if container.kind == "list":
         assert isinstance(container.literal, list)
-        return item.expr.is_in(container.literal)
+        return item.expr.is_in(container.literal).fill_null(False)
     raise ValueError(f"'in' needs a list or tags on its right, got a {container.kind}")
 
 
@@ -273,22 +277,24 @@ def _string_test(left: _Val, op: str, right: _Val) -> _Val:
         raise ValueError(f"{op!r} needs a string field on the left and a string literal on the right")
     pattern = str(right.literal)
     if op == "startswith":
-        return _Val("bool", left.expr.str.starts_with(pattern))
-    if op == "endswith":
-        return _Val("bool", left.expr.str.ends_with(pattern))
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
-    return _Val("bool", left.expr.str.contains(pattern))
+        test = left.expr.str.starts_with(pattern)
+    elif op == "endswith":
+        test = left.expr.str.ends_with(pattern)
+    else:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+        test = left.expr.str.contains(pattern)
+    return _Val("bool", test.fill_null(False))
 
 
 def compile_condition(source: str, *, param: str) -> Compiled:
     """Parse a rule condition into a boolean Polars expression (null rows read as false)."""
     if not isinstance(source, str) or not source.strip():
         raise ConfigError("a rule condition must be a non-empty string", param=param)
-    parser = _Parser(source)
     try:
+        parser = _Parser(source)
         value = parser.parse()
         expr = _bool(value)
     except ValueError as exc:

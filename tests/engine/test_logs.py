@@ -1,0 +1,119 @@
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from engine.errors import EmptyWindowError, LogSchemaError
+from engine.logs import Filters, Window, inspect_store, load_window, partition_files, write_partitioned
+from tests.conftest import STORE_END, log_frame
+
+UTC = dt.UTC
+
+
+def _window(days_back: int = 2, **filters: list[str]) -> Window:
+    end = dt.datetime.combine(STORE_END, dt.time(), tzinfo=UTC)
+    return Window("demo", end - dt.timedelta(days=days_back), end, Filters(**filters))
+
+
+def test_window_is_half_open_in_utc(tmp_path: Path) -> None:
+    t0 = dt.datetime(2026, 4, 1, tzinfo=UTC)
+    frame = log_frame({"timestamp": t0 + dt.timedelta(hours=h), "request_id": f"h{h}"} for h in (-1, 0, 23, 24))
+    write_partitioned(frame, tmp_path, "p")
+    got = load_window(str(tmp_path), Window("p", t0, t0 + dt.timedelta(days=1)))
+    assert sorted(got["request_id"]) == ["h0", "h23"]
+    assert got.schema["timestamp"] == pl.Datetime("us", "UTC")
+
+
+def test_partitions_outside_the_window_are_never_opened(tmp_path: Path) -> None:
+    t0 = dt.datetime(2026, 4, 1, tzinfo=UTC)
+    write_partitioned(log_frame([{"timestamp": t0}]), tmp_path, "p")
+    junk = tmp_path / "project_id=p" / "date=2026-03-01"
+    junk.mkdir()
+    (junk / "x.parquet").write_bytes(b"not parquet at all")
+    other_project = tmp_path / "project_id=q" / "date=2026-04-01"
+    other_project.mkdir(parents=True)
+    (other_project / "x.parquet").write_bytes(b"junk")
+    assert load_window(str(tmp_path), Window("p", t0, t0 + dt.timedelta(hours=1))).height == 1
+    assert [f.parent.name for f in partition_files(str(tmp_path), "p", [t0.date()])] == ["date=2026-04-01"]
+
+
+def test_filters_are_any_of(log_store: Path) -> None:
+    everything = load_window(str(log_store), _window())
+    only = load_window(str(log_store), _window(models=["gpt-4o", "gpt-4o-mini"]))
+    assert set(only["model"]) == {"gpt-4o", "gpt-4o-mini"}
+    assert only.height == everything.filter(pl.col("model").is_in(["gpt-4o", "gpt-4o-mini"])).height
+    tagged = load_window(str(log_store), _window(tags=["tier:enterprise", "feature:coding"]))
+    expected = everything.filter(
+        pl.col("tags").list.contains("tier:enterprise") | pl.col("tags").list.contains("feature:coding")
+    )
+    assert tagged.height == expected.height > 0
+    user = everything["end_user_id"][0]
+    assert set(load_window(str(log_store), _window(end_user_ids=[user]))["end_user_id"]) == {user}
+
+
+def test_empty_window_names_the_project_and_range(log_store: Path) -> None:
+    far = dt.datetime(2020, 1, 1, tzinfo=UTC)
+    with pytest.raises(EmptyWindowError, match="no log rows for project 'demo'"):
+        load_window(str(log_store), Window("demo", far, far + dt.timedelta(days=1)))
+    with pytest.raises(EmptyWindowError, match="windowEnd must be after windowStart"):
+        load_window(str(log_store), Window("demo", far, far))
+
+
+def _write(tmp_path: Path, frame: pl.DataFrame) -> Path:
+    target = tmp_path / "project_id=p" / "date=2026-04-01"
+    target.mkdir(parents=True, exist_ok=True)
+    frame.drop("project_id").write_parquet(target / "bad.parquet")
+    return target / "bad.parquet"
+
+
+DAY = Window("p", dt.datetime(2026, 4, 1, tzinfo=UTC), dt.datetime(2026, 4, 2, tzinfo=UTC))
+
+
+def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
+    path = _write(tmp_path, log_frame([{}]).drop("latency_ms"))
+    with pytest.raises(LogSchemaError) as info:
+        load_window(str(tmp_path), DAY)
+    assert str(path) in info.value.message
+    assert "'latency_ms' is missing" in info.value.message
+    assert info.value.param == "latency_ms"
+
+
+def test_wrong_type_names_expected_and_found(tmp_path: Path) -> None:
+    _write(tmp_path, log_frame([{}]).with_columns(pl.col("input_tokens").cast(pl.String)))
+    with pytest.raises(LogSchemaError, match=r"bad\.parquet: column 'input_tokens' has type String, expected Int64"):
+        load_window(str(tmp_path), DAY)
+
+
+def test_corrupt_parquet_names_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "project_id=p" / "date=2026-04-01"
+    target.mkdir(parents=True)
+    (target / "broken.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(LogSchemaError, match=r"broken\.parquet: not a readable Parquet file"):
+        load_window(str(tmp_path), DAY)
+
+
+def test_compatible_types_are_conformed(tmp_path: Path) -> None:
+    frame = log_frame([{"cached_input_tokens": None}]).with_columns(
+        pl.col("input_tokens").cast(pl.Int32),
+        pl.col("model").cast(pl.Categorical),
+        pl.col("latency_ms").cast(pl.Float32),
+        pl.col("timestamp").dt.replace_time_zone(None),
+    ).drop("end_user_id", "tags", "request_json")
+    _write(tmp_path, frame)
+    got = load_window(str(tmp_path), DAY)
+    assert got.schema["model"] == pl.String
+    assert got.schema["input_tokens"] == pl.Int64
+    assert got["cached_input_tokens"].to_list() == [0]
+    assert got["tags"].to_list() == [None]
+    assert got["project_id"].to_list() == ["p"]
+
+
+def test_inspect_counts_rows_and_reports_bad_files(log_store: Path, tmp_path: Path) -> None:
+    counts, problems = inspect_store(str(log_store))
+    assert problems == []
+    assert int(counts["rows"].sum()) == 8 * 3000
+    assert set(counts["project_id"]) == {"demo"}
+    _write(tmp_path, log_frame([{}]).drop("status"))
+    _, problems = inspect_store(str(tmp_path))
+    assert len(problems) == 1 and "'status' is missing" in problems[0]

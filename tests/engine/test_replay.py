@@ -1,0 +1,132 @@
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.pricing import Catalog
+from engine.replay import deltas, replay, summarize
+from engine.routing import build_policy
+from engine.schema import Summary
+from tests.conftest import log_frame
+
+
+def test_summary_by_hand() -> None:
+    s = summarize(
+        pl.Series([0.1, 0.2, 0.3, 0.4]),
+        pl.Series([100.0, 200.0, 300.0, 400.0]),
+        pl.Series([False, True, False, False]),
+        pl.Series(["a:x", "a:x", "a:x", "b:y"]),
+        10,
+        20,
+    )
+    assert s.request_count == 4
+    assert s.cost_usd == pytest.approx(1.0)
+    assert s.cost_per_request_usd == pytest.approx(0.25)
+    assert s.latency_p50_ms == 250.0
+    assert s.latency_p95_ms == pytest.approx(385.0)  # linear: 300 + 0.85 * 100
+    assert s.error_rate == 0.25
+    assert s.route_distribution == {"a:x": 0.75, "b:y": 0.25}
+
+
+def _summary(**changes: Any) -> Summary:
+    base = {"request_count": 1, "cost_usd": 2.0, "cost_per_request_usd": 2.0, "latency_p50_ms": 100.0,
+            "latency_p95_ms": 200.0, "error_rate": 0.0, "input_tokens": 1, "output_tokens": 1,
+            "route_distribution": {}}
+    return Summary.model_validate(base | changes)
+
+
+def test_deltas_by_hand_and_zero_baselines() -> None:
+    notes: list[str] = []
+    d = deltas(_summary(), _summary(cost_usd=1.5, latency_p50_ms=150.0, error_rate=0.0), notes)
+    assert d.cost_delta_usd == -0.5
+    assert d.cost_delta_pct == -25.0
+    assert d.latency_p50_delta_pct == 50.0
+    assert d.latency_p95_delta_pct == 0.0
+    assert d.error_rate_delta_pct == 0.0  # 0 -> 0
+    assert notes == []
+    d = deltas(_summary(), _summary(error_rate=0.01), notes)
+    assert d.error_rate_delta_pct is None
+    assert notes == ["The baseline error rate is 0, so its relative change is undefined (reported as null)."]
+
+
+row_strategy = st.fixed_dictionaries(
+    {
+        "input_tokens": st.integers(1, 200_000),
+        "output_tokens": st.integers(0, 8000),
+        "cached_input_tokens": st.integers(0, 1),
+        "latency_ms": st.floats(1, 120_000, allow_nan=False),
+        "cost_usd": st.floats(0, 5, allow_nan=False),
+        "status": st.sampled_from(["ok", "ok", "ok", "error"]),
+        "error_type": st.sampled_from([None, "rate_limit", "timeout"]),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(row_strategy, min_size=1, max_size=300), st.sampled_from(["big", "small", "unpriced-model"]))
+def test_replaying_a_single_model_baseline_against_itself_changes_nothing(
+    toy_catalog: Catalog, rows: list[dict[str, Any]], model: str
+) -> None:
+    frame = log_frame({**r, "model": model} for r in rows)
+    policies = [build_policy("custom_rules", {"rules": [{"if": "input_tokens < 0", "then": {"model": "small"}}]})]
+    if model in toy_catalog.models:
+        policies += [build_policy("single", {"model": model}), build_policy("fallback", {"attempts": [{"model": model}]})]
+    for policy in policies:
+        result = replay(frame, policy, toy_catalog)
+        assert result.candidate == result.baseline
+        assert result.deltas.model_dump() == {
+            "cost_delta_usd": 0.0, "cost_delta_pct": 0.0,
+            "latency_p50_delta_pct": 0.0, "latency_p95_delta_pct": 0.0, "error_rate_delta_pct": 0.0,
+        }
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(row_strategy, min_size=1, max_size=100), st.integers(2, 50))
+def test_candidate_cost_is_linear_in_tokens(toy_catalog: Catalog, rows: list[dict[str, Any]], k: int) -> None:
+    policy = build_policy("single", {"model": "small"})
+    frame = log_frame({**r, "model": "big"} for r in rows)
+    scaled = frame.with_columns(pl.col("input_tokens", "output_tokens", "cached_input_tokens") * k)
+    one = replay(frame, policy, toy_catalog).candidate.cost_usd
+    many = replay(scaled, policy, toy_catalog).candidate.cost_usd
+    assert many == pytest.approx(k * one, rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.floats(0.5, 10), min_size=2, max_size=4))
+def test_ab_test_shares_match_weights(toy_catalog: Catalog, weights: list[float]) -> None:
+    models = ["big", "small", "other", "big"][: len(weights)]
+    config = {"variants": [{"weight": w, "config": {"model": m}} for w, m in zip(weights, models, strict=True)]}
+    n = 20_000
+    frame = log_frame({"model": "none", "request_id": f"id-{i}"} for i in range(n))
+    result = replay(frame, build_policy("ab_test", config), toy_catalog)
+    expected: dict[str, float] = {}
+    for w, m in zip(weights, models, strict=True):
+        expected[m] = expected.get(m, 0) + w / sum(weights)
+    got = result.rows.get_column("route_model").value_counts(normalize=True)
+    for model, share in got.iter_rows():
+        assert share == pytest.approx(expected[model], abs=0.015)
+
+
+def test_moved_rows_use_observed_error_rate_and_fit(toy_catalog: Catalog) -> None:
+    rng = np.random.default_rng(0)
+    observed = [
+        {"model": "small", "output_tokens": int(o), "latency_ms": 100.0 + 3 * o + float(e),
+         "status": "error" if i % 10 == 0 else "ok", "error_type": "server_error" if i % 10 == 0 else None}
+        for i, (o, e) in enumerate(zip(rng.integers(10, 500, 2000), rng.normal(0, 5, 2000), strict=True))
+    ]
+    moved = [{"model": "big", "request_id": f"m{i}", "output_tokens": 200} for i in range(4000)]
+    result = replay(log_frame(observed + moved), build_policy("single", {"model": "small"}), toy_catalog)
+    rows = result.rows.filter(pl.col("request_id").str.starts_with("m"))
+    assert rows.get_column("candidate_error").mean() == pytest.approx(0.1, abs=0.015)
+    # Fit 100 + 3 * 200 = 700 ms, with resampled residuals (sd 5 ms).
+    assert rows.get_column("candidate_latency_ms").mean() == pytest.approx(700, abs=2)
+    assert any("fit on its 1,800 successful rows" in n for n in result.notes)
+
+
+def test_notes_say_when_the_catalog_profile_and_zero_error_rate_are_used(toy_catalog: Catalog) -> None:
+    result = replay(log_frame([{"model": "big"}]), build_policy("single", {"model": "small"}), toy_catalog)
+    assert any("Latency of small comes from the catalog profile" in n for n in result.notes)
+    assert any("Error rate of small is taken as 0" in n for n in result.notes)
