@@ -28,6 +28,7 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check engine flows service tests benchmarks
+	$(VENV)/bin/ruff format --check engine flows service tests benchmarks
 	$(VENV)/bin/mypy engine flows service
 
 test: lint

@@ -100,7 +100,12 @@ def ensure_data(root: Path, rows: int, days: int, catalog: Catalog) -> None:
         # One day per call keeps peak memory at one day's rows; distinct seeds keep request ids unique.
         day_end = END - dt.timedelta(days=days - 1 - i)
         frame = generate(
-            catalog, project_id=PROJECT, days=1, rows_per_day=rows // days, seed=SEED + i, end=day_end,
+            catalog,
+            project_id=PROJECT,
+            days=1,
+            rows_per_day=rows // days,
+            seed=SEED + i,
+            end=day_end,
             metadata_only=True,
         )
         write_partitioned(frame, root, PROJECT)
@@ -340,15 +345,27 @@ def timing_table(phases: list[Measured], floor_ms: float, repeat: int) -> Table:
         table.add_column(column, justify="right")
     for p in phases:
         table.add_row(
-            p.name, p.what, f"{p.median_ms:,.1f}", f"{p.min_ms:,.1f}", f"{p.median_ms / floor_ms:.2f}",
-            _mib(p.peak_rss_kib), _mib(p.growth_kib),
+            p.name,
+            p.what,
+            f"{p.median_ms:,.1f}",
+            f"{p.min_ms:,.1f}",
+            f"{p.median_ms / floor_ms:.2f}",
+            _mib(p.peak_rss_kib),
+            _mib(p.growth_kib),
         )
     return table
 
 
 RESULT_FIELDS = (
-    "rows", "baseline_cost", "candidate_cost", "baseline_p50", "baseline_p95", "candidate_p50", "candidate_p95",
-    "baseline_error_rate", "candidate_error_rate",
+    "rows",
+    "baseline_cost",
+    "candidate_cost",
+    "baseline_p50",
+    "baseline_p95",
+    "candidate_p50",
+    "candidate_p95",
+    "baseline_error_rate",
+    "candidate_error_rate",
 )
 
 
@@ -429,22 +446,28 @@ def main(argv: list[str] | None = None) -> int:
         measure("floor", "pl.scan_parquet + window filter + REPLAY_COLUMNS", lambda: floor(files, window), args.repeat),
         measure("replay single", "load_window + replay", lambda: ours(args.data, window, single, catalog), args.repeat),
         measure(
-            "replay cost_optimized", "load_window + replay",
-            lambda: ours(args.data, window, cost_optimized, catalog), args.repeat,
+            "replay cost_optimized",
+            "load_window + replay",
+            lambda: ours(args.data, window, cost_optimized, catalog),
+            args.repeat,
         ),
         measure("duckdb single", "one SQL query", lambda: duckdb_single(con, query, price), args.repeat),
         measure("pandas single", "read_parquet + numpy", lambda: pandas_single(files, window, price), args.repeat),
         measure(
-            "  load_window", "breakdown: read only",
-            lambda: load_window(str(args.data), window, replay_columns(single, window)), args.repeat,
+            "  load_window",
+            "breakdown: read only",
+            lambda: load_window(str(args.data), window, replay_columns(single, window)),
+            args.repeat,
         ),
     ]
     frame = load_window(str(args.data), window, replay_columns(cost_optimized, window))
     phases += [
         measure("  replay() single", "breakdown: in memory", lambda: replay(frame, single, catalog), args.repeat),
         measure(
-            "  replay() cost_optimized", "breakdown: in memory",
-            lambda: replay(frame, cost_optimized, catalog), args.repeat,
+            "  replay() cost_optimized",
+            "breakdown: in memory",
+            lambda: replay(frame, cost_optimized, catalog),
+            args.repeat,
         ),
     ]
     by_name = {p.name: p for p in phases}

@@ -31,7 +31,9 @@ def _timestamp(value: Any, line: int) -> dt.datetime:
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise ConfigError(f"line {line}: timestamp {value!r} is not ISO-8601 or unix seconds", param="timestamp") from None
+            raise ConfigError(
+                f"line {line}: timestamp {value!r} is not ISO-8601 or unix seconds", param="timestamp"
+            ) from None
         return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
     raise ConfigError(f"line {line}: missing timestamp (or 'created' in the response)", param="timestamp")
 

@@ -113,7 +113,9 @@ def partition_files(root: str, project_id: str, dates: Iterable[dt.date] | None 
     return files
 
 
-def _compatible(found: pl.DataType, expected: pl.DataType) -> bool:
+def _compatible(found: object, expected: pl.DataType) -> bool:
+    if not isinstance(found, pl.DataType):
+        return False
     if found == expected:
         return True
     if expected == pl.String():
@@ -132,21 +134,17 @@ def _compatible(found: pl.DataType, expected: pl.DataType) -> bool:
 def check_file(path: Path | str) -> pl.Schema:
     """Read a file's Parquet footer and check it against the log schema."""
     try:
-        schema = pl.read_parquet_schema(path)
+        schema = pl.Schema(pl.read_parquet_schema(path))
     except Exception as exc:  # polars raises several types for a corrupt footer
         raise LogSchemaError(f"{path}: not a readable Parquet file ({exc.__class__.__name__}: {exc})") from None
     for column, expected in REQUIRED.items():
         if column not in schema:
-            raise LogSchemaError(
-                f"{path}: required column {column!r} is missing (expected {expected})", param=column
-            )
+            raise LogSchemaError(f"{path}: required column {column!r} is missing (expected {expected})", param=column)
     for column, expected in {**REQUIRED, **OPTIONAL}.items():
         found = schema.get(column)
         if found is not None and not _compatible(found, expected):
-            raise LogSchemaError(
-                f"{path}: column {column!r} has type {found}, expected {expected}", param=column
-            )
-    return pl.Schema(schema)
+            raise LogSchemaError(f"{path}: column {column!r} has type {found}, expected {expected}", param=column)
+    return schema
 
 
 def _conform(frame: pl.LazyFrame, schema: pl.Schema, project_id: str) -> pl.LazyFrame:
@@ -182,7 +180,9 @@ def scan_window(root: str, window: Window, columns: Iterable[str] | None = None)
     in_window = (pl.col("timestamp") >= window.start) & (pl.col("timestamp") < window.end)
     predicate = in_window & window.filters.expr()
     if _is_remote(root):
-        frame = pl.scan_parquet(f"{root.rstrip('/')}/project_id={window.project_id}/**/*.parquet", hive_partitioning=True)
+        frame = pl.scan_parquet(
+            f"{root.rstrip('/')}/project_id={window.project_id}/**/*.parquet", hive_partitioning=True
+        )
         frame = frame.filter(pl.col("date").is_in(window.dates()))
         return frame.filter(predicate).select(wanted)
     files = partition_files(root, window.project_id, window.dates())
@@ -256,7 +256,11 @@ def inspect_store(root: str) -> tuple[pl.DataFrame, list[str]]:
                 )
             )
     if not counts:
-        return pl.DataFrame(schema={"project_id": pl.String, "date": pl.String, "model": pl.String, "rows": pl.Int64}), problems
-    frame = pl.concat(pl.collect_all(counts)).with_columns(pl.col("model").cast(pl.String), pl.col("rows").cast(pl.Int64))
+        return pl.DataFrame(
+            schema={"project_id": pl.String, "date": pl.String, "model": pl.String, "rows": pl.Int64}
+        ), problems
+    frame = pl.concat(pl.collect_all(counts)).with_columns(
+        pl.col("model").cast(pl.String), pl.col("rows").cast(pl.Int64)
+    )
     table = frame.group_by("project_id", "date", "model").agg(pl.col("rows").sum()).sort("project_id", "date", "model")
     return table.select("project_id", "date", "model", "rows"), problems

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from engine.routing import MIN_OBSERVED_ROWS, Policy, RoutingContext, observe
 from engine.pricing import Catalog
+from engine.routing import MIN_OBSERVED_ROWS, Policy, RoutingContext, observe
 from engine.schema import Deltas, Summary
 
 #: Columns every replay reads; policies and filters add theirs.
@@ -52,7 +52,7 @@ def summarize(
         cost_per_request_usd=total / n,
         latency_p50_ms=float(p50),
         latency_p95_ms=float(p95),
-        error_rate=float(errored.mean() or 0.0),
+        error_rate=int(errored.sum()) / n,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         route_distribution={str(k): float(v) for k, v in shares.iter_rows()},
@@ -138,7 +138,8 @@ def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog) -> ReplayResul
         candidate_cost_usd=per_model("served_cost") + pl.col("_extra_cost"),
         candidate_latency_ms=per_model("realized_latency") + pl.col("_extra_latency"),
         candidate_error=pl.coalesce(
-            pl.col("_failed"), pl.coalesce([pl.when(pl.col("route_model") == m).then(ctx.fails(m, "error")) for m in models])
+            pl.col("_failed"),
+            pl.coalesce([pl.when(pl.col("route_model") == m).then(ctx.fails(m, "error")) for m in models]),
         ),
     ).drop("_extra_cost", "_extra_latency", "_failed")
 

@@ -47,9 +47,7 @@ class FiltersSpec(Body):
     """Narrow the window; each list is any-of."""
 
     models: list[str] = Field(default_factory=list)
-    end_user_ids: list[str] = Field(
-        default_factory=list, validation_alias=AliasChoices("endUserIds", "end_user_ids")
-    )
+    end_user_ids: list[str] = Field(default_factory=list, validation_alias=AliasChoices("endUserIds", "end_user_ids"))
     tags: list[str] = Field(default_factory=list)
 
 

@@ -8,7 +8,6 @@ failed call leaves nothing half-written.
 from __future__ import annotations
 
 import datetime as dt
-
 import secrets
 import sqlite3
 import time
@@ -88,7 +87,9 @@ class Store:
         with self._connect() as conn:
             if create:
                 try:
-                    conn.execute("INSERT INTO projects (id, body) VALUES (?, ?)", (project.id, project.model_dump_json()))
+                    conn.execute(
+                        "INSERT INTO projects (id, body) VALUES (?, ?)", (project.id, project.model_dump_json())
+                    )
                 except sqlite3.IntegrityError:
                     raise ConfigError(f"project {project.id!r} already exists", param="id") from None
             else:
@@ -152,7 +153,13 @@ class Store:
 
     # routing configs ----------------------------------------------------------
     def add_routing_config(
-        self, project_id: str, slug: str, policy: str, config: dict[str, Any], *, source_experiment_id: str | None = None
+        self,
+        project_id: str,
+        slug: str,
+        policy: str,
+        config: dict[str, Any],
+        *,
+        source_experiment_id: str | None = None,
     ) -> RoutingConfigVersion:
         """Save the next version of ``slug`` in ``project_id``."""
         with self._connect() as conn:
@@ -171,7 +178,8 @@ class Store:
                 created_at=utcnow(),
             )
             conn.execute(
-                "INSERT INTO routing_configs (id, project_id, slug, version, created_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO routing_configs (id, project_id, slug, version, created_at, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (saved.id, project_id, slug, saved.version, saved.created_at.isoformat(), saved.model_dump_json()),
             )
         return saved
@@ -197,5 +205,3 @@ class Store:
                 "SELECT body FROM routing_configs WHERE project_id = ? ORDER BY slug, version DESC", (project_id,)
             ).fetchall()
         return [RoutingConfigVersion.model_validate_json(r[0]) for r in rows]
-
-

@@ -1,0 +1,1 @@
+"""Prefect flows and deployments: thin wrappers over engine calls (runs on a server, schedules)."""

@@ -1,0 +1,1 @@
+"""The faces of rehearsal: the CLI, and the shared service layer every face calls."""

@@ -36,12 +36,32 @@ def toy_catalog() -> Catalog:
     return Catalog.model_validate(
         {
             "models": {
-                "big": {"provider": "acme", "input_per_mtok": 10, "output_per_mtok": 20, "cached_input_per_mtok": 5,
-                        "ttft_ms": 500, "output_tokens_per_s": 50, "quality_tier": 1},
-                "small": {"provider": "acme", "input_per_mtok": 1, "output_per_mtok": 2, "cached_input_per_mtok": 0.5,
-                          "ttft_ms": 100, "output_tokens_per_s": 100, "quality_tier": 3},
-                "other": {"provider": "zeta", "input_per_mtok": 2, "output_per_mtok": 1,
-                          "ttft_ms": 200, "output_tokens_per_s": 200, "quality_tier": 2},
+                "big": {
+                    "provider": "acme",
+                    "input_per_mtok": 10,
+                    "output_per_mtok": 20,
+                    "cached_input_per_mtok": 5,
+                    "ttft_ms": 500,
+                    "output_tokens_per_s": 50,
+                    "quality_tier": 1,
+                },
+                "small": {
+                    "provider": "acme",
+                    "input_per_mtok": 1,
+                    "output_per_mtok": 2,
+                    "cached_input_per_mtok": 0.5,
+                    "ttft_ms": 100,
+                    "output_tokens_per_s": 100,
+                    "quality_tier": 3,
+                },
+                "other": {
+                    "provider": "zeta",
+                    "input_per_mtok": 2,
+                    "output_per_mtok": 1,
+                    "ttft_ms": 200,
+                    "output_tokens_per_s": 200,
+                    "quality_tier": 2,
+                },
             }
         }
     )

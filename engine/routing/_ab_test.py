@@ -53,6 +53,3 @@ class ABTest(Policy):
     def columns(self) -> set[str]:
         """Union of the variants' columns."""
         return set().union(*(arm.columns() for arm in self.arms()))
-
-
-

@@ -135,9 +135,7 @@ def build_nested(raw: Any, *, param: str, resolve: RefResolver | None) -> Policy
         return build_policy(str(raw["policy"]), raw.get("config") or {}, param=f"{param}.config", resolve=resolve)
     if isinstance(raw, Mapping) and "model" in raw:
         return build_policy("single", raw, param=param, resolve=resolve)
-    raise ConfigError(
-        f"{param}: expected {{'model': …}}, {{'policy': …, 'config': …}} or '@slug'", param=param
-    )
+    raise ConfigError(f"{param}: expected {{'model': …}}, {{'policy': …, 'config': …}} or '@slug'", param=param)
 
 
 def combine(branches: list[tuple[pl.Expr, Route]], otherwise: Route) -> Route:

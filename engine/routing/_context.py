@@ -57,13 +57,17 @@ def observe(frame: pl.DataFrame) -> dict[str, ModelStats]:
         .agg(pl.len().alias("n"))
     )
     ok = frame.filter(pl.col("status") == "ok").select("model", "output_tokens", "latency_ms")
-    fits = ok.group_by("model").agg(
-        pl.len().alias("n"),
-        pl.cov("output_tokens", "latency_ms", ddof=0).alias("cov"),
-        pl.col("output_tokens").var(ddof=0).alias("var"),
-        pl.col("output_tokens").mean().alias("mx"),
-        pl.col("latency_ms").mean().alias("my"),
-    ).filter(pl.col("n") >= MIN_OBSERVED_ROWS)
+    fits = (
+        ok.group_by("model")
+        .agg(
+            pl.len().alias("n"),
+            pl.cov("output_tokens", "latency_ms", ddof=0).alias("cov"),
+            pl.col("output_tokens").var(ddof=0).alias("var"),
+            pl.col("output_tokens").mean().alias("mx"),
+            pl.col("latency_ms").mean().alias("my"),
+        )
+        .filter(pl.col("n") >= MIN_OBSERVED_ROWS)
+    )
     fits = fits.with_columns(
         slope=pl.when(pl.col("var") > 0).then(pl.col("cov") / pl.col("var")).otherwise(0.0),
     ).with_columns(intercept=pl.col("my") - pl.col("slope") * pl.col("mx"))

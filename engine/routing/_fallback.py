@@ -60,12 +60,16 @@ class Fallback(Policy):
             moves_on = errored | timed_out
             # A row served here can still fail with an error type that is not retried.
             hard_error = ctx.fails(attempt.model, salt) & ~errored
-            wasted_time = pl.when(timed_out).then(pl.lit(attempt.timeout_ms or 0.0)).otherwise(
-                pl.lit(ctx.catalog.price(attempt.model).ttft_ms)
+            wasted_time = (
+                pl.when(timed_out)
+                .then(pl.lit(attempt.timeout_ms or 0.0))
+                .otherwise(pl.lit(ctx.catalog.price(attempt.model).ttft_ms))
             )
             model = pl.when(moves_on).then(model).otherwise(pl.lit(attempt.model))
             failed = pl.when(moves_on).then(failed).otherwise(hard_error)
-            extra_cost = pl.when(moves_on).then(extra_cost + ctx.estimated_cost(attempt.model, input_only=True)).otherwise(0.0)
+            extra_cost = (
+                pl.when(moves_on).then(extra_cost + ctx.estimated_cost(attempt.model, input_only=True)).otherwise(0.0)
+            )
             extra_latency = pl.when(moves_on).then(extra_latency + wasted_time).otherwise(0.0)
         return Route(model=model, extra_cost=extra_cost, extra_latency=extra_latency, failed=failed)
 

@@ -74,7 +74,8 @@ class CostOptimized(_Argmin):
         kept = [m for m in models if ctx.catalog.models[m].quality_tier <= tier]
         if not kept:
             raise ConfigError(
-                f"{self.param}.quality_tier: no allowed model is at tier {tier} or better", param=f"{self.param}.quality_tier"
+                f"{self.param}.quality_tier: no allowed model is at tier {tier} or better",
+                param=f"{self.param}.quality_tier",
             )
         return kept
 

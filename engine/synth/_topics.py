@@ -71,7 +71,12 @@ TOPICS: tuple[Topic, ...] = (
             "What's the most idiomatic way to {subject} with a Python list?",
             "Show me how to {subject} efficiently in Python.",
         ),
-        ("remove duplicates from a list", "flatten a nested list", "sort a list of dictionaries by a key", "filter a list with a condition"),
+        (
+            "remove duplicates from a list",
+            "flatten a nested list",
+            "sort a list of dictionaries by a key",
+            "filter a list with a condition",
+        ),
         (
             "To {subject}, a list comprehension is usually the clearest option.",
             "Python lists keep insertion order, which matters when you deduplicate or sort them.",
@@ -191,7 +196,12 @@ TOPICS: tuple[Topic, ...] = (
             "Write a short message to {subject} about the delay.",
             "Help me reply to {subject}.",
         ),
-        ("a customer about a late delivery", "my manager asking for leave", "a supplier about an invoice", "a recruiter"),
+        (
+            "a customer about a late delivery",
+            "my manager asking for leave",
+            "a supplier about an invoice",
+            "a recruiter",
+        ),
         (
             "Dear recipient, thank you for your patience while we sort this out.",
             "I wanted to let you know about an update regarding {subject}.",
@@ -211,7 +221,12 @@ TOPICS: tuple[Topic, ...] = (
             "Create a catchy listing for {subject}.",
             "Describe {subject} for an online store.",
         ),
-        ("a waterproof hiking backpack", "a stainless steel water bottle", "noise-cancelling headphones", "a standing desk"),
+        (
+            "a waterproof hiking backpack",
+            "a stainless steel water bottle",
+            "noise-cancelling headphones",
+            "a standing desk",
+        ),
         (
             "Meet {subject}, designed for everyday comfort and durability.",
             "Built from premium materials, it is made to last for years of daily use.",
@@ -276,7 +291,8 @@ TOPICS: tuple[Topic, ...] = (
             "Let's solve {subject} one step at a time.",
             "First write the equation in standard form so every term is on one side.",
             "The quadratic formula gives x = (-b ± sqrt(b^2 - 4ac)) / 2a.",
-            "For a product, the derivative is the first times the derivative of the second plus the second times the derivative of the first.",
+            "For a product, the derivative is the first times the derivative of the second "
+            "plus the second times the derivative of the first.",
             "Percent change equals the new value minus the old value, divided by the old value, times one hundred.",
             "With two equations, eliminate one variable by adding or subtracting the equations.",
             "Always check your answer by substituting it back into the original equation.",
@@ -311,7 +327,12 @@ TOPICS: tuple[Topic, ...] = (
             "How do you say {subject} in Spanish?",
             "Translate {subject} into German, keeping it formal.",
         ),
-        ("'Where is the train station?'", "'Thank you for your order'", "'The meeting is moved to Monday'", "'Please find the invoice attached'"),
+        (
+            "'Where is the train station?'",
+            "'Thank you for your order'",
+            "'The meeting is moved to Monday'",
+            "'Please find the invoice attached'",
+        ),
         (
             "Here is the translation of {subject}.",
             "In French: 'Où est la gare ?' is the natural way to ask.",

@@ -31,16 +31,28 @@ TRAFFIC_MIX: dict[str, float] = {
 #: Answer length relative to the mix's average, per model.
 VERBOSITY = {"claude-sonnet-4": 1.2, "claude-3-5-haiku": 1.05, "gpt-4o-mini": 0.85, "gemini-2.5-flash": 1.1}
 #: Error rate per model (any kind).
-ERROR_RATE = {"gpt-4o": 0.015, "gpt-4o-mini": 0.010, "gpt-4.1": 0.012, "claude-sonnet-4": 0.025,
-              "claude-3-5-haiku": 0.015, "gemini-2.5-flash": 0.020}
+ERROR_RATE = {
+    "gpt-4o": 0.015,
+    "gpt-4o-mini": 0.010,
+    "gpt-4.1": 0.012,
+    "claude-sonnet-4": 0.025,
+    "claude-3-5-haiku": 0.015,
+    "gemini-2.5-flash": 0.020,
+}
 ERROR_TYPES = ("rate_limit", "server_error", "timeout", "invalid_request")
 ERROR_MIX = (0.50, 0.25, 0.20, 0.05)
 #: Client timeout used for the ``timeout`` error rows.
 TIMEOUT_MS = 60_000.0
 
 _GREETINGS = ("", "Hi! ", "Hello, ", "Quick question: ", "Hey team, ")
-_SUFFIXES = ("", " Thanks!", " Please keep it short.", " I'm in a hurry.", " (asking for a colleague)",
-             " Any tips are welcome.")
+_SUFFIXES = (
+    "",
+    " Thanks!",
+    " Please keep it short.",
+    " I'm in a hurry.",
+    " (asking for a colleague)",
+    " Any tips are welcome.",
+)
 _SYSTEM = {
     "support": "You are a helpful customer-support assistant for a SaaS product.",
     "coding": "You are an expert software engineer. Answer with clear explanations and code.",
@@ -150,9 +162,7 @@ def generate(
     input_tokens = np.clip(rng.lognormal(np.log(650), 1.0, size=n) + 120, 20, 128_000).astype(np.int64)
     verbosity = np.array([VERBOSITY.get(m, 1.0) for m in models])[model_idx]
     output_tokens = np.clip(rng.lognormal(np.log(230), 0.8, size=n) * verbosity, 1, 8192).astype(np.int64)
-    cached = np.where(
-        rng.uniform(size=n) < 0.35, (input_tokens * rng.uniform(0.3, 0.9, size=n)).astype(np.int64), 0
-    )
+    cached = np.where(rng.uniform(size=n) < 0.35, (input_tokens * rng.uniform(0.3, 0.9, size=n)).astype(np.int64), 0)
 
     ttft = np.array([p.ttft_ms for p in prices])[model_idx]
     tps = np.array([p.output_tokens_per_s for p in prices])[model_idx]
@@ -161,12 +171,17 @@ def generate(
     busy = weights[hour[order]] / weights.max()
     error_p = np.array([ERROR_RATE.get(m, 0.015) for m in models])[model_idx] * (0.6 + 0.8 * busy)
     errored = rng.uniform(size=n) < error_p
-    error_type = np.where(errored, np.array(ERROR_TYPES)[rng.choice(4, size=n, p=ERROR_MIX)], None)
+    error_type = np.array(ERROR_TYPES, dtype=object)[rng.choice(4, size=n, p=ERROR_MIX)]
+    error_type[~errored] = None
     output_tokens = np.where(errored, 0, output_tokens)
     latency = np.select(
         [error_type == "rate_limit", error_type == "timeout", error_type == "server_error", errored],
-        [rng.uniform(30, 300, size=n), np.full(n, TIMEOUT_MS), ttft * rng.uniform(0.5, 3.0, size=n),
-         rng.uniform(50, 200, size=n)],
+        [
+            rng.uniform(30, 300, size=n),
+            np.full(n, TIMEOUT_MS),
+            ttft * rng.uniform(0.5, 3.0, size=n),
+            rng.uniform(50, 200, size=n),
+        ],
         latency,
     )
     in_rate = np.array([p.input_per_mtok for p in prices])[model_idx]
@@ -184,7 +199,9 @@ def generate(
     frame = pl.DataFrame(
         {
             "request_id": [f"req_{seed:x}_{i:09d}" for i in range(n)],
-            "timestamp": pl.Series(((first.timestamp() + seconds) * 1e6).astype(np.int64)).cast(pl.Datetime("us", "UTC")),
+            "timestamp": pl.Series(((first.timestamp() + seconds) * 1e6).astype(np.int64)).cast(
+                pl.Datetime("us", "UTC")
+            ),
             "model": model,
             "provider": np.array([p.provider for p in prices])[model_idx],
             "input_tokens": input_tokens,

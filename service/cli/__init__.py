@@ -6,10 +6,11 @@ import sys
 import traceback
 
 import typer
+from rich.text import Text
 
 from engine.errors import ConfigError, NotFound, RehearsalError
 from service.cli import _experiments, _logs, _projects
-from service.cli._common import err
+from service.cli._common import err, services
 
 app = typer.Typer(
     name="rehearsal",
@@ -30,6 +31,14 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
     _state["debug"] = debug
 
 
+@app.command()
+def demo() -> None:
+    """Generate a demo log store (if absent) and replay it against a few instructive candidates."""
+    from service.demo import run_demo
+
+    run_demo(services())
+
+
 def main() -> None:
     """Entry point: run the app; errors become one line on stderr and an exit code (2 = bad input)."""
     try:
@@ -39,11 +48,11 @@ def main() -> None:
     except RehearsalError as exc:
         if _state["debug"] or "--debug" in sys.argv:
             traceback.print_exc()
-        where = f" [{exc.param}]" if exc.param else ""
-        err.print(f"[red]error{where}:[/red] {exc.message}", markup=True, soft_wrap=True)
+        where = f" [{exc.param}]" if exc.param and not exc.message.startswith(exc.param) else ""
+        err.print(Text.assemble((f"error{where}:", "red"), " ", exc.message), soft_wrap=True)
         sys.exit(2 if isinstance(exc, ConfigError | NotFound) else 1)
     except Exception as exc:  # anything unexpected: one line unless --debug
         if _state["debug"] or "--debug" in sys.argv:
             traceback.print_exc()
-        err.print(f"[red]error:[/red] {exc.__class__.__name__}: {exc}", markup=True, soft_wrap=True)
+        err.print(Text.assemble(("error:", "red"), f" {exc.__class__.__name__}: {exc}"), soft_wrap=True)
         sys.exit(1)

@@ -18,9 +18,15 @@ from service.core import Services, open_services
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly the REST API's object (under `data`) and nothing else.")]
-LogsOpt = Annotated[str | None, typer.Option("--logs", help="Log-store root (default $REHEARSAL_LOGS or $REHEARSAL_HOME/logs).")]
-PricingOpt = Annotated[Path | None, typer.Option("--pricing", help="Pricing catalog (default $REHEARSAL_PRICING or configs/pricing.yaml).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print exactly the REST API's object (under `data`) and nothing else.")
+]
+LogsOpt = Annotated[
+    str | None, typer.Option("--logs", help="Log-store root (default $REHEARSAL_LOGS or $REHEARSAL_HOME/logs).")
+]
+PricingOpt = Annotated[
+    Path | None, typer.Option("--pricing", help="Pricing catalog (default $REHEARSAL_PRICING or configs/pricing.yaml).")
+]
 
 
 def services(logs: str | None = None, pricing: Path | None = None) -> Services:

@@ -25,8 +25,13 @@ def read_spec(path: Path) -> Any:
         raise ConfigError(f"cannot read spec {path}: {exc.strerror}", param="SPEC") from None
     try:
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"spec {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}", param="SPEC") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"spec {path} is not valid JSON: {exc}", param="SPEC") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "parse error"
+        raise ConfigError(f"spec {path} is not valid YAML{where}: {problem}", param="SPEC") from None
 
 
 @app.command()

@@ -26,8 +26,12 @@ def generate(
     days: Annotated[int, typer.Option(min=1, max=366, help="Days of traffic.")] = 7,
     rows_per_day: Annotated[int, typer.Option(min=1, help="Requests per day.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed: the same arguments write the same rows.")] = 0,
-    end: Annotated[str | None, typer.Option(help="First day after the traffic (YYYY-MM-DD, default today UTC).")] = None,
-    metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Leave request_json/response_text empty.")] = False,
+    end: Annotated[
+        str | None, typer.Option(help="First day after the traffic (YYYY-MM-DD, default today UTC).")
+    ] = None,
+    metadata_only: Annotated[
+        bool, typer.Option("--metadata-only", help="Leave request_json/response_text empty.")
+    ] = False,
     pricing: PricingOpt = None,
 ) -> None:
     """Write realistic synthetic traffic (several models, diurnal volume, errors, topic-coherent text)."""

@@ -29,7 +29,10 @@ def _show(project: core.Project, json_: bool) -> None:
 
 @app.command()
 def create(
-    project_id: str, logging_mode: ModeOpt = None, experiment_cap: ExpCapOpt = None, judge_cap: JudgeCapOpt = None,
+    project_id: str,
+    logging_mode: ModeOpt = None,
+    experiment_cap: ExpCapOpt = None,
+    judge_cap: JudgeCapOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Create a project (defaults: full logging, caps $50 and $20)."""
@@ -51,12 +54,18 @@ def show(project_id: str, json_: JsonOpt = False) -> None:
 
 @app.command()
 def update(
-    project_id: str, logging_mode: ModeOpt = None, experiment_cap: ExpCapOpt = None, judge_cap: JudgeCapOpt = None,
+    project_id: str,
+    logging_mode: ModeOpt = None,
+    experiment_cap: ExpCapOpt = None,
+    judge_cap: JudgeCapOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Change a project's logging mode or caps."""
     project = core.update_project(
-        services(), project_id, logging_mode=logging_mode, experiment_spend_cap_usd=experiment_cap,
+        services(),
+        project_id,
+        logging_mode=logging_mode,
+        experiment_spend_cap_usd=experiment_cap,
         judge_spend_cap_usd=judge_cap,
     )
     _show(project, json_)

@@ -27,7 +27,8 @@ def comparison(experiment: Experiment) -> Group:
         (experiment.name, "bold"),
         f"  {experiment.id}  ",
         (experiment.status, "green" if experiment.status == "completed" else "yellow"),
-        f"\n{experiment.project_id}: {experiment.window_start:%Y-%m-%d %H:%M} → {experiment.window_end:%Y-%m-%d %H:%M} UTC"
+        f"\n{experiment.project_id}: {experiment.window_start:%Y-%m-%d %H:%M} → "
+        f"{experiment.window_end:%Y-%m-%d %H:%M} UTC"
         f"  candidate: {experiment.candidate_policy}",
     )
     parts: list[Table | Text] = [header]
@@ -43,10 +44,19 @@ def comparison(experiment: Experiment) -> Group:
     table.add_column("candidate", justify="right")
     table.add_column("change", justify="right")
     table.add_row("requests", f"{base.request_count:,}", f"{cand.request_count:,}", "")
-    table.add_row("cost", _usd(base.cost_usd), _usd(cand.cost_usd), Text.assemble(_usd(d.cost_delta_usd), " ", _pct(d.cost_delta_pct)))
+    table.add_row(
+        "cost",
+        _usd(base.cost_usd),
+        _usd(cand.cost_usd),
+        Text.assemble(_usd(d.cost_delta_usd), " ", _pct(d.cost_delta_pct)),
+    )
     table.add_row("cost / request", _usd(base.cost_per_request_usd), _usd(cand.cost_per_request_usd), "")
-    table.add_row("latency p50", f"{base.latency_p50_ms:,.0f} ms", f"{cand.latency_p50_ms:,.0f} ms", _pct(d.latency_p50_delta_pct))
-    table.add_row("latency p95", f"{base.latency_p95_ms:,.0f} ms", f"{cand.latency_p95_ms:,.0f} ms", _pct(d.latency_p95_delta_pct))
+    table.add_row(
+        "latency p50", f"{base.latency_p50_ms:,.0f} ms", f"{cand.latency_p50_ms:,.0f} ms", _pct(d.latency_p50_delta_pct)
+    )
+    table.add_row(
+        "latency p95", f"{base.latency_p95_ms:,.0f} ms", f"{cand.latency_p95_ms:,.0f} ms", _pct(d.latency_p95_delta_pct)
+    )
     table.add_row("error rate", f"{base.error_rate:.2%}", f"{cand.error_rate:.2%}", _pct(d.error_rate_delta_pct))
     parts += [table, routes(base, cand)]
     if experiment.notes:
@@ -60,8 +70,10 @@ def routes(base: Summary, cand: Summary) -> Table:
     table.add_column("model:provider")
     table.add_column("baseline", justify="right")
     table.add_column("candidate", justify="right")
-    keys = sorted(set(base.route_distribution) | set(cand.route_distribution),
-                  key=lambda k: -(base.route_distribution.get(k, 0) + cand.route_distribution.get(k, 0)))
+    keys = sorted(
+        set(base.route_distribution) | set(cand.route_distribution),
+        key=lambda k: -(base.route_distribution.get(k, 0) + cand.route_distribution.get(k, 0)),
+    )
     for key in keys:
         table.add_row(key, f"{base.route_distribution.get(key, 0):.1%}", f"{cand.route_distribution.get(key, 0):.1%}")
     return table

@@ -94,12 +94,16 @@ def test_corrupt_parquet_names_the_file(tmp_path: Path) -> None:
 
 
 def test_compatible_types_are_conformed(tmp_path: Path) -> None:
-    frame = log_frame([{"cached_input_tokens": None}]).with_columns(
-        pl.col("input_tokens").cast(pl.Int32),
-        pl.col("model").cast(pl.Categorical),
-        pl.col("latency_ms").cast(pl.Float32),
-        pl.col("timestamp").dt.replace_time_zone(None),
-    ).drop("end_user_id", "tags", "request_json")
+    frame = (
+        log_frame([{"cached_input_tokens": None}])
+        .with_columns(
+            pl.col("input_tokens").cast(pl.Int32),
+            pl.col("model").cast(pl.Categorical),
+            pl.col("latency_ms").cast(pl.Float32),
+            pl.col("timestamp").dt.replace_time_zone(None),
+        )
+        .drop("end_user_id", "tags", "request_json")
+    )
     _write(tmp_path, frame)
     got = load_window(str(tmp_path), DAY)
     assert got.schema["model"] == pl.String

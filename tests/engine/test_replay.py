@@ -32,9 +32,17 @@ def test_summary_by_hand() -> None:
 
 
 def _summary(**changes: Any) -> Summary:
-    base = {"request_count": 1, "cost_usd": 2.0, "cost_per_request_usd": 2.0, "latency_p50_ms": 100.0,
-            "latency_p95_ms": 200.0, "error_rate": 0.0, "input_tokens": 1, "output_tokens": 1,
-            "route_distribution": {}}
+    base = {
+        "request_count": 1,
+        "cost_usd": 2.0,
+        "cost_per_request_usd": 2.0,
+        "latency_p50_ms": 100.0,
+        "latency_p95_ms": 200.0,
+        "error_rate": 0.0,
+        "input_tokens": 1,
+        "output_tokens": 1,
+        "route_distribution": {},
+    }
     return Summary.model_validate(base | changes)
 
 
@@ -73,13 +81,19 @@ def test_replaying_a_single_model_baseline_against_itself_changes_nothing(
     frame = log_frame({**r, "model": model} for r in rows)
     policies = [build_policy("custom_rules", {"rules": [{"if": "input_tokens < 0", "then": {"model": "small"}}]})]
     if model in toy_catalog.models:
-        policies += [build_policy("single", {"model": model}), build_policy("fallback", {"attempts": [{"model": model}]})]
+        policies += [
+            build_policy("single", {"model": model}),
+            build_policy("fallback", {"attempts": [{"model": model}]}),
+        ]
     for policy in policies:
         result = replay(frame, policy, toy_catalog)
         assert result.candidate == result.baseline
         assert result.deltas.model_dump() == {
-            "cost_delta_usd": 0.0, "cost_delta_pct": 0.0,
-            "latency_p50_delta_pct": 0.0, "latency_p95_delta_pct": 0.0, "error_rate_delta_pct": 0.0,
+            "cost_delta_usd": 0.0,
+            "cost_delta_pct": 0.0,
+            "latency_p50_delta_pct": 0.0,
+            "latency_p95_delta_pct": 0.0,
+            "error_rate_delta_pct": 0.0,
         }
 
 
@@ -113,8 +127,13 @@ def test_ab_test_shares_match_weights(toy_catalog: Catalog, weights: list[float]
 def test_moved_rows_use_observed_error_rate_and_fit(toy_catalog: Catalog) -> None:
     rng = np.random.default_rng(0)
     observed = [
-        {"model": "small", "output_tokens": int(o), "latency_ms": 100.0 + 3 * o + float(e),
-         "status": "error" if i % 10 == 0 else "ok", "error_type": "server_error" if i % 10 == 0 else None}
+        {
+            "model": "small",
+            "output_tokens": int(o),
+            "latency_ms": 100.0 + 3 * o + float(e),
+            "status": "error" if i % 10 == 0 else "ok",
+            "error_type": "server_error" if i % 10 == 0 else None,
+        }
         for i, (o, e) in enumerate(zip(rng.integers(10, 500, 2000), rng.normal(0, 5, 2000), strict=True))
     ]
     moved = [{"model": "big", "request_id": f"m{i}", "output_tokens": 200} for i in range(4000)]

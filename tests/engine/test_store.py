@@ -10,9 +10,17 @@ from engine.store import Store, new_id, utcnow
 
 def _experiment(project: str, at: dt.datetime) -> Experiment:
     return Experiment(
-        id=new_id("exp"), name="x", project_id=project, mode="routing_only", status="completed",
-        candidate_policy="single", candidate_config={"model": "m"}, window_start=at, window_end=at,
-        filters=FiltersSpec(), created_at=at,
+        id=new_id("exp"),
+        name="x",
+        project_id=project,
+        mode="routing_only",
+        status="completed",
+        candidate_policy="single",
+        candidate_config={"model": "m"},
+        window_start=at,
+        window_end=at,
+        filters=FiltersSpec(),
+        created_at=at,
     )
 
 

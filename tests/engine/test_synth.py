@@ -34,14 +34,19 @@ def test_generation_is_deterministic_and_realistic(shipped_catalog: Catalog) -> 
     # Costs follow the catalog's prices.
     row = ok.filter(pl.col("model") == "gpt-4o").row(0, named=True)
     price = shipped_catalog.models["gpt-4o"]
-    expected = ((row["input_tokens"] - row["cached_input_tokens"]) * price.input_per_mtok
-                + row["cached_input_tokens"] * price.cached_rate + row["output_tokens"] * price.output_per_mtok) / 1e6
+    expected = (
+        (row["input_tokens"] - row["cached_input_tokens"]) * price.input_per_mtok
+        + row["cached_input_tokens"] * price.cached_rate
+        + row["output_tokens"] * price.output_per_mtok
+    ) / 1e6
     assert abs(row["cost_usd"] - expected) < 1e-12
     assert json.loads(row["request_json"])["model"] == "gpt-4o"
 
 
 def test_metadata_only_has_no_text(shipped_catalog: Catalog) -> None:
-    frame = generate(shipped_catalog, project_id="p", days=1, rows_per_day=100, metadata_only=True, end=dt.date(2026, 4, 1))
+    frame = generate(
+        shipped_catalog, project_id="p", days=1, rows_per_day=100, metadata_only=True, end=dt.date(2026, 4, 1)
+    )
     assert frame["request_json"].null_count() == frame["response_text"].null_count() == 100
 
 

@@ -61,7 +61,7 @@ def test_columns_read_are_reported() -> None:
         ("model", "expected a condition"),
         ("input_tokens > 1 ; drop", "unexpected character ';'"),
         ('model matches "("', "bad regular expression"),
-        ('model in [model]', "list items must be literals"),
+        ("model in [model]", "list items must be literals"),
         ("", "non-empty"),
     ],
 )

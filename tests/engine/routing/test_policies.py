@@ -21,10 +21,15 @@ def run(catalog: Catalog, policy: str, config: dict[str, Any], rows: list[dict[s
 
 
 def test_single_keeps_actuals_and_reprices_moved_rows(toy_catalog: Catalog) -> None:
-    rows = run(toy_catalog, "single", {"model": "small"}, [
-        {"model": "big", "cost_usd": 0.012, "latency_ms": 2400.0},
-        {"model": "small", "provider": "acme", "cost_usd": 0.005, "latency_ms": 700.0},
-    ])
+    rows = run(
+        toy_catalog,
+        "single",
+        {"model": "small"},
+        [
+            {"model": "big", "cost_usd": 0.012, "latency_ms": 2400.0},
+            {"model": "small", "provider": "acme", "cost_usd": 0.005, "latency_ms": 700.0},
+        ],
+    )
     assert rows[0]["route_model"] == "small"
     assert rows[0]["candidate_cost_usd"] == pytest.approx((1000 * 1 + 100 * 2) / 1e6)
     assert rows[0]["candidate_latency_ms"] == pytest.approx(100 + 100 / 100 * 1000)  # catalog profile
@@ -48,16 +53,26 @@ def test_ab_test_splits_by_weight(toy_catalog: Catalog) -> None:
 
 def test_fallback_pays_failed_attempts(toy_catalog: Catalog) -> None:
     config = {"attempts": [{"model": "big", "timeout_ms": 800}, {"model": "small"}]}
-    rows = run(toy_catalog, "fallback", config, [
-        {"model": "big", "latency_ms": 500.0, "cost_usd": 0.012},  # served by big, actual
-        {"model": "big", "status": "error", "error_type": "rate_limit", "latency_ms": 40.0, "output_tokens": 0},
-        {"model": "big", "latency_ms": 900.0},  # would pass the timeout
-        {"model": "other", "provider": "zeta"},  # big's profile: 500 + 100/50 s = 2500 ms > 800
-        {"model": "big", "status": "error", "error_type": "invalid_request", "latency_ms": 60.0, "cost_usd": 0.0},
-    ])
+    rows = run(
+        toy_catalog,
+        "fallback",
+        config,
+        [
+            {"model": "big", "latency_ms": 500.0, "cost_usd": 0.012},  # served by big, actual
+            {"model": "big", "status": "error", "error_type": "rate_limit", "latency_ms": 40.0, "output_tokens": 0},
+            {"model": "big", "latency_ms": 900.0},  # would pass the timeout
+            {"model": "other", "provider": "zeta"},  # big's profile: 500 + 100/50 s = 2500 ms > 800
+            {"model": "big", "status": "error", "error_type": "invalid_request", "latency_ms": 60.0, "cost_usd": 0.0},
+        ],
+    )
     big_input = 1000 * 10 / 1e6
-    assert rows[0] == {"request_id": "r0", "route_model": "big", "candidate_cost_usd": 0.012,
-                       "candidate_latency_ms": 500.0, "candidate_error": False}
+    assert rows[0] == {
+        "request_id": "r0",
+        "route_model": "big",
+        "candidate_cost_usd": 0.012,
+        "candidate_latency_ms": 500.0,
+        "candidate_error": False,
+    }
     assert rows[1]["route_model"] == "small"
     assert rows[1]["candidate_cost_usd"] == pytest.approx(big_input + 0 * 2 / 1e6 + 1000 / 1e6)
     assert rows[1]["candidate_latency_ms"] == pytest.approx(100 + 0 + 500)  # small profile + big's ttft
@@ -86,8 +101,12 @@ def test_cost_optimized_tier_with_no_model_left(toy_catalog: Catalog) -> None:
 
 def test_latency_optimized_uses_the_window_fit_when_it_has_enough_rows(toy_catalog: Catalog) -> None:
     # Catalog: big 500 + 20 ms/token, other 200 + 5 ms/token -> other wins.
-    assert run(toy_catalog, "latency_optimized", {"allowed_models": ["big", "other"]}, [{"model": "small"}])[0][
-        "route_model"] == "other"
+    assert (
+        run(toy_catalog, "latency_optimized", {"allowed_models": ["big", "other"]}, [{"model": "small"}])[0][
+            "route_model"
+        ]
+        == "other"
+    )
     # 300 ok rows of big with latency = 50 + 2 * output_tokens: big's fit now wins.
     observed = [{"model": "big", "output_tokens": n, "latency_ms": 50.0 + 2 * n} for n in range(1, 301)]
     rows = run(toy_catalog, "latency_optimized", {"allowed_models": ["big", "other"]}, [{"model": "small"}, *observed])
@@ -97,10 +116,15 @@ def test_latency_optimized_uses_the_window_fit_when_it_has_enough_rows(toy_catal
 
 def test_cascade_escalated_rows_pay_both_steps(toy_catalog: Catalog) -> None:
     config = {"steps": [{"model": "small", "escalate_if": "input_tokens > 2000"}, {"model": "big"}]}
-    rows = run(toy_catalog, "cascade", config, [
-        {"model": "other", "provider": "zeta"},
-        {"model": "other", "provider": "zeta", "input_tokens": 5000},
-    ])
+    rows = run(
+        toy_catalog,
+        "cascade",
+        config,
+        [
+            {"model": "other", "provider": "zeta"},
+            {"model": "other", "provider": "zeta", "input_tokens": 5000},
+        ],
+    )
     assert rows[0]["route_model"] == "small"
     assert rows[1]["route_model"] == "big"
     small_cost = (5000 * 1 + 100 * 2) / 1e6
@@ -115,22 +139,31 @@ def test_cascade_needs_conditions_on_all_but_the_last_step(toy_catalog: Catalog)
 
 
 def test_custom_rules_first_match_wins_and_unmatched_rows_stay(toy_catalog: Catalog) -> None:
-    config = {"rules": [
-        {"if": 'tags contains "tier:free"', "then": {"model": "small"}},
-        {"if": "input_tokens > 5000", "then": {"policy": "single", "config": {"model": "other"}}},
-    ]}
-    rows = run(toy_catalog, "custom_rules", config, [
-        {"tags": ["tier:free"], "input_tokens": 9000},
-        {"tags": ["tier:pro"], "input_tokens": 9000},
-        {"tags": None, "cost_usd": 0.5},
-    ])
+    config = {
+        "rules": [
+            {"if": 'tags contains "tier:free"', "then": {"model": "small"}},
+            {"if": "input_tokens > 5000", "then": {"policy": "single", "config": {"model": "other"}}},
+        ]
+    }
+    rows = run(
+        toy_catalog,
+        "custom_rules",
+        config,
+        [
+            {"tags": ["tier:free"], "input_tokens": 9000},
+            {"tags": ["tier:pro"], "input_tokens": 9000},
+            {"tags": None, "cost_usd": 0.5},
+        ],
+    )
     assert [r["route_model"] for r in rows] == ["small", "other", "big"]
     assert rows[2]["candidate_cost_usd"] == 0.5
 
 
 def test_custom_rules_else(toy_catalog: Catalog) -> None:
     config = {"rules": [{"if": 'end_user_id startswith "vip"', "then": {"model": "big"}}, {"else": {"model": "small"}}]}
-    rows = run(toy_catalog, "custom_rules", config, [{"end_user_id": "vip_1"}, {"end_user_id": "u2"}, {"end_user_id": None}])
+    rows = run(
+        toy_catalog, "custom_rules", config, [{"end_user_id": "vip_1"}, {"end_user_id": "u2"}, {"end_user_id": None}]
+    )
     assert [r["route_model"] for r in rows] == ["big", "small", "small"]
 
 
@@ -140,8 +173,11 @@ def test_custom_rules_else(toy_catalog: Catalog) -> None:
         ("single", {"model": "x", "tempreature": 1}, "candidateConfig.tempreature"),
         ("single", {}, "candidateConfig.model"),
         ("ab_test", {"variants": [{"weight": 0, "config": {"model": "big"}}]}, "candidateConfig.variants.0.weight"),
-        ("custom_rules", {"rules": [{"else": {"model": "big"}}, {"if": "hour > 1", "then": {"model": "big"}}]},
-         "candidateConfig.rules"),
+        (
+            "custom_rules",
+            {"rules": [{"else": {"model": "big"}}, {"if": "hour > 1", "then": {"model": "big"}}]},
+            "candidateConfig.rules",
+        ),
     ],
 )
 def test_invalid_configs_name_the_field(policy: str, config: dict[str, Any], field: str) -> None:
@@ -157,7 +193,7 @@ def test_ensemble_is_refused_as_a_candidate() -> None:
 
 
 def test_unknown_policy_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown routing policy 'round_robin'.*cost_optimized"):
+    with pytest.raises(ConfigError, match=r"unknown routing policy 'round_robin'.*cost_optimized"):
         build_policy("round_robin", {})
 
 

@@ -1,0 +1,157 @@
+"""The ``rehearsal`` command end to end, as a subprocess, on a generated store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import STORE_END
+
+WINDOW = {"windowStart": "2026-04-13T00:00:00Z", "windowEnd": f"{STORE_END}T00:00:00Z"}
+SPEC = {
+    "name": "switch to gpt-4o-mini",
+    "projectId": "demo",
+    "candidatePolicy": "single",
+    "candidateConfig": {"model": "gpt-4o-mini", "provider_credential_id": "pc_openai_default"},
+    **WINDOW,
+    "hypothesis": "cheaper",
+}
+
+
+@pytest.fixture
+def cli(tmp_path: Path, log_store: Path):  # type: ignore[no-untyped-def]
+    env = {"REHEARSAL_HOME": str(tmp_path / "home"), "REHEARSAL_LOGS": str(log_store), "PATH": "/usr/bin:/bin"}
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "service.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == expect, proc.stderr
+        return proc
+
+    return run
+
+
+def write_spec(tmp_path: Path, body: dict[str, Any] | str, name: str = "spec.yaml") -> str:
+    path = tmp_path / name
+    dump = json.dumps if name.endswith(".json") else yaml.safe_dump
+    path.write_text(body if isinstance(body, str) else dump(body))
+    return str(path)
+
+
+def test_run_show_list_promote(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    proc = cli("experiment", "run", write_spec(tmp_path, SPEC), "--json")
+    experiment = json.loads(proc.stdout)  # stdout is exactly the object
+    assert experiment["status"] == "completed"
+    assert experiment["hypothesis"] == "cheaper"
+    assert experiment["candidate_summary"]["route_distribution"] == {"gpt-4o-mini:openai": 1.0}
+    assert experiment["deltas"]["cost_delta_pct"] < -50
+    assert experiment["baseline_summary"]["request_count"] == 7 * 3000
+    shown = json.loads(cli("experiment", "show", experiment["id"], "--json").stdout)
+    assert shown == experiment
+    listed = json.loads(cli("experiment", "list", "--json").stdout)
+    assert [e["id"] for e in listed] == [experiment["id"]]
+    table = cli("experiment", "show", experiment["id"]).stdout
+    assert "Baseline vs candidate" in table and "gpt-4o-mini:openai" in table
+    promoted = json.loads(cli("experiment", "promote", experiment["id"], "--json").stdout)
+    assert promoted["promoted_version"] == 1
+    # The promoted config is now addressable as @production.
+    nested = SPEC | {
+        "candidatePolicy": "ab_test",
+        "candidateConfig": {"variants": [{"weight": 1, "config": "@production"}]},
+    }
+    again = json.loads(cli("experiment", "run", write_spec(tmp_path, nested, "n.json"), "--json").stdout)
+    assert again["candidate_summary"] == experiment["candidate_summary"]
+    project = json.loads(cli("projects", "show", "demo", "--json").stdout)
+    assert project["experiment_spend_cap_usd"] == 50 and project["logging_mode"] == "full"
+
+
+def test_replaying_the_baseline_against_itself(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spec = SPEC | {
+        "candidatePolicy": "single",
+        "candidateConfig": {"model": "gpt-4o"},
+        "filters": {"models": ["gpt-4o"]},
+    }
+    experiment = json.loads(cli("experiment", "run", write_spec(tmp_path, spec), "--json").stdout)
+    assert experiment["baseline_summary"] == experiment["candidate_summary"]
+    assert experiment["deltas"] == {
+        "cost_delta_usd": 0.0,
+        "cost_delta_pct": 0.0,
+        "latency_p50_delta_pct": 0.0,
+        "latency_p95_delta_pct": 0.0,
+        "error_rate_delta_pct": 0.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("name: [unclosed", "is not valid YAML"),
+        ({k: v for k, v in SPEC.items() if k != "candidatePolicy"}, "candidatePolicy: Field required"),
+        (
+            SPEC | {"windowStart": WINDOW["windowEnd"], "windowEnd": WINDOW["windowStart"]},
+            "windowEnd must be after windowStart",
+        ),
+        (
+            SPEC | {"windowStart": "2020-01-01T00:00:00Z", "windowEnd": "2020-01-08T00:00:00Z"},
+            "no log rows for project",
+        ),
+        (SPEC | {"candidateConfig": {"model": "gpt-9"}}, "unknown model 'gpt-9'"),
+        (SPEC | {"candidatePolicy": "ensemble", "candidateConfig": {"models": ["a", "b"]}}, "[candidatePolicy]"),
+        (SPEC | {"hypothesis": "x" * 2001}, "hypothesis: String should have at most 2000 characters"),
+        (SPEC | {"windowStart": "last tuesday"}, "windowStart: Input should be a valid datetime"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_stored(cli, tmp_path: Path, body: Any, message: str) -> None:  # type: ignore[no-untyped-def]
+    proc = cli("experiment", "run", write_spec(tmp_path, body), expect=2)
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout == ""
+    assert json.loads(cli("experiment", "list", "--json").stdout) == []
+
+
+def test_corrupt_store_file_is_named(cli, tmp_path: Path, log_store: Path) -> None:  # type: ignore[no-untyped-def]
+    broken_root = tmp_path / "logs"
+    day = broken_root / "project_id=demo" / "date=2026-04-15"
+    day.mkdir(parents=True)
+    (day / "broken.parquet").write_bytes(b"garbage")
+    proc = cli("experiment", "run", write_spec(tmp_path, SPEC), "--logs", str(broken_root), expect=2)
+    assert "broken.parquet: not a readable Parquet file" in proc.stderr
+    proc = cli("logs", "inspect", str(broken_root), expect=2)
+    assert "broken.parquet" in proc.stderr
+
+
+def test_logs_generate_and_inspect(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "gen"
+    cli(
+        "logs",
+        "generate",
+        "--out",
+        str(out),
+        "--project",
+        "p1",
+        "--days",
+        "2",
+        "--rows-per-day",
+        "500",
+        "--end",
+        "2026-04-01",
+        "--metadata-only",
+    )
+    report = json.loads(cli("logs", "inspect", str(out), "--json").stdout)
+    assert report["problems"] == []
+    assert sum(p["rows"] for p in report["partitions"]) == 1000
+    assert {p["date"] for p in report["partitions"]} == {"2026-03-30", "2026-03-31"}
+    cli("logs", "generate", "--out", str(out), "--project", "p1", "--end", "yesterday", expect=2)
+
+
+def test_debug_shows_the_traceback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    proc = cli("--debug", "experiment", "show", "exp_missing", expect=2)
+    assert "Traceback" in proc.stderr and "does not exist" in proc.stderr
