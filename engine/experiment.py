@@ -53,7 +53,10 @@ def replay_spec(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_
 def run_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> Experiment:
     """Replay the spec and store the completed experiment; nothing is stored if any step fails."""
     if spec.mode != "routing_only":
-        raise ConfigError("run_routing_only needs mode 'routing_only'", param="mode")
+        raise ConfigError(
+            f"mode {spec.mode!r} cannot run here: this build replays routing only (mode 'routing_only')",
+            param="mode",
+        )
     started = utcnow()
     result = replay_spec(spec, store=store, catalog=catalog, logs_root=logs_root)
     rows = result.baseline.request_count
