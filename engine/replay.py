@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 import polars as pl
 
 from engine.pricing import Catalog
-from engine.routing import MIN_OBSERVED_ROWS, Policy, RoutingContext, observe
+from engine.routing import MIN_OBSERVED_ROWS, Policy, RoutingContext
 from engine.schema import Deltas, Summary
 
 #: Columns every replay reads; policies and filters add theirs.
@@ -29,34 +30,13 @@ REPLAY_COLUMNS = (
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """Both sides' summaries, the deltas, notes, and the per-row candidate columns."""
+    """Both sides' summaries, the deltas, notes, and the per-row candidate columns (lazy)."""
 
     baseline: Summary
     candidate: Summary
     deltas: Deltas
     notes: list[str]
-    rows: pl.DataFrame
-
-
-def summarize(
-    cost: pl.Series, latency: pl.Series, errored: pl.Series, routes: pl.Series, input_tokens: int, output_tokens: int
-) -> Summary:
-    """One side's summary. Percentiles use linear interpolation (numpy's default)."""
-    n = cost.len()
-    total = float(cost.sum())
-    p50, p95 = np.percentile(latency.to_numpy(), [50, 95])
-    shares = routes.value_counts(normalize=True, name="share").sort("share", descending=True)
-    return Summary(
-        request_count=n,
-        cost_usd=total,
-        cost_per_request_usd=total / n,
-        latency_p50_ms=float(p50),
-        latency_p95_ms=float(p95),
-        error_rate=int(errored.sum()) / n,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        route_distribution={str(k): float(v) for k, v in shares.iter_rows()},
-    )
+    rows: pl.LazyFrame
 
 
 def pct_change(base: float, cand: float, label: str, notes: list[str]) -> float | None:
@@ -80,7 +60,7 @@ def deltas(baseline: Summary, candidate: Summary, notes: list[str]) -> Deltas:
     )
 
 
-def _route_notes(ctx: RoutingContext, moved: dict[str, int]) -> list[str]:
+def _route_notes(ctx: RoutingContext, moved: list[str]) -> list[str]:
     notes = []
     if moved:
         notes.append(
@@ -106,6 +86,77 @@ def _route_notes(ctx: RoutingContext, moved: dict[str, int]) -> list[str]:
     return notes
 
 
+def candidate_rows(frame: pl.DataFrame, policy: Policy, ctx: RoutingContext) -> pl.LazyFrame:
+    """The window with each row's route and candidate cost, latency and error.
+
+    A row that stays on the model that served it keeps its actual values, so
+    only rows that move need an estimate (and only for the policy's models).
+    """
+    route = policy.route(ctx)
+    models = sorted(policy.models())
+    stays = pl.col("route_model") == pl.col("model")
+
+    def moved(estimate: Callable[[str], pl.Expr]) -> pl.Expr:
+        branches: list[pl.Expr] = [pl.when(pl.col("route_model") == m).then(estimate(m)) for m in models]
+        return pl.coalesce(branches or [pl.lit(None)])
+
+    return (
+        frame.lazy()
+        .with_columns(
+            route.model.alias("route_model"),
+            route.extra_cost.cast(pl.Float64).alias("_extra_cost"),
+            route.extra_latency.cast(pl.Float64).alias("_extra_latency"),
+            route.failed.alias("_failed"),
+        )
+        .with_columns(
+            route_provider=pl.when(stays)
+            .then(pl.col("provider"))
+            .otherwise(moved(lambda m: pl.lit(ctx.provider(m), pl.String))),
+            candidate_cost_usd=pl.when(stays).then(pl.col("cost_usd")).otherwise(moved(ctx.estimated_cost))
+            + pl.col("_extra_cost"),
+            candidate_latency_ms=pl.when(stays).then(pl.col("latency_ms")).otherwise(moved(ctx.estimated_latency))
+            + pl.col("_extra_latency"),
+            candidate_error=pl.coalesce(
+                pl.col("_failed"),
+                pl.when(stays).then(pl.col("status") != "ok").otherwise(moved(lambda m: ctx.error_draw(m, "error"))),
+            ),
+        )
+        .drop("_extra_cost", "_extra_latency", "_failed")
+    )
+
+
+def _summary(totals: dict[str, Any], side: str, routes: pl.DataFrame) -> Summary:
+    n = totals["n"]
+    cost = totals[f"{side}_cost"]
+    shares = routes.with_columns(share=pl.col("len") / n).sort("share", "key", descending=[True, False])
+    return Summary(
+        request_count=n,
+        cost_usd=cost,
+        cost_per_request_usd=cost / n,
+        latency_p50_ms=totals[f"{side}_p50"],
+        latency_p95_ms=totals[f"{side}_p95"],
+        error_rate=totals[f"{side}_errors"] / n,
+        input_tokens=totals["input_tokens"],
+        output_tokens=totals["output_tokens"],
+        route_distribution=dict(shares.select("key", "share").iter_rows()),
+    )
+
+
+def _side(cost: str, latency: str, errored: pl.Expr, side: str) -> list[pl.Expr]:
+    # Percentiles use linear interpolation, numpy's default.
+    return [
+        pl.col(cost).sum().alias(f"{side}_cost"),
+        pl.col(latency).quantile(0.5, "linear").alias(f"{side}_p50"),
+        pl.col(latency).quantile(0.95, "linear").alias(f"{side}_p95"),
+        errored.sum().alias(f"{side}_errors"),
+    ]
+
+
+def _route_counts(rows: pl.LazyFrame, model: str, provider: str) -> pl.LazyFrame:
+    key = pl.concat_str(pl.col(model), pl.col(provider).fill_null("unknown"), separator=":")
+    return rows.group_by(model, provider).len().select(key.alias("key"), "len")
+
+
 def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog) -> ReplayResult:
     """Replay the window ``frame`` (log columns) through ``policy``.
 
@@ -113,54 +164,23 @@ def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog) -> ReplayResul
     """
     for model in sorted(policy.models()):
         catalog.price(model, param=policy.param)
-    ctx = RoutingContext(catalog, observe(frame))
-    route = policy.route(ctx)
-    routed = frame.with_columns(
-        route.model.alias("route_model"),
-        route.extra_cost.cast(pl.Float64).alias("_extra_cost"),
-        route.extra_latency.cast(pl.Float64).alias("_extra_latency"),
-        route.failed.alias("_failed"),
+    ctx = RoutingContext(catalog, frame)
+    rows = candidate_rows(frame, policy, ctx)
+    totals, base_routes, cand_routes, moved = pl.collect_all(
+        [
+            rows.select(
+                pl.len().alias("n"),
+                pl.col("input_tokens").sum(),
+                pl.col("output_tokens").sum(),
+                *_side("cost_usd", "latency_ms", pl.col("status") != "ok", "base"),
+                *_side("candidate_cost_usd", "candidate_latency_ms", pl.col("candidate_error"), "cand"),
+            ),
+            _route_counts(frame.lazy(), "model", "provider"),
+            _route_counts(rows, "route_model", "route_provider"),
+            rows.filter(pl.col("route_model") != pl.col("model")).select(pl.col("route_model").unique()),
+        ]
     )
-    models = routed.get_column("route_model").unique().sort().to_list()
-
-    def per_model(build: str) -> pl.Expr:
-        exprs = [pl.when(pl.col("route_model") == m).then(getattr(ctx, build)(m)) for m in models]
-        return pl.coalesce(exprs)
-
-    def provider_of(m: str) -> str | None:
-        return catalog.models[m].provider if m in catalog.models else None
-
-    providers = pl.coalesce(
-        [pl.when(pl.col("route_model") == m).then(pl.lit(provider_of(m), pl.String)) for m in models]
-    )
-    rows = routed.with_columns(
-        route_provider=pl.when(pl.col("route_model") == pl.col("model")).then(pl.col("provider")).otherwise(providers),
-        candidate_cost_usd=per_model("served_cost") + pl.col("_extra_cost"),
-        candidate_latency_ms=per_model("realized_latency") + pl.col("_extra_latency"),
-        candidate_error=pl.coalesce(
-            pl.col("_failed"),
-            pl.coalesce([pl.when(pl.col("route_model") == m).then(ctx.fails(m, "error")) for m in models]),
-        ),
-    ).drop("_extra_cost", "_extra_latency", "_failed")
-
-    in_tok = int(rows.get_column("input_tokens").sum())
-    out_tok = int(rows.get_column("output_tokens").sum())
-    baseline = summarize(
-        rows.get_column("cost_usd"),
-        rows.get_column("latency_ms"),
-        rows.get_column("status") != "ok",
-        rows.select(pl.concat_str("model", "provider", separator=":")).to_series(),
-        in_tok,
-        out_tok,
-    )
-    candidate = summarize(
-        rows.get_column("candidate_cost_usd"),
-        rows.get_column("candidate_latency_ms"),
-        rows.get_column("candidate_error"),
-        rows.select(pl.concat_str("route_model", "route_provider", separator=":")).to_series(),
-        in_tok,
-        out_tok,
-    )
-    moved_counts = rows.filter(pl.col("route_model") != pl.col("model")).group_by("route_model").len()
-    notes = _route_notes(ctx, dict(moved_counts.iter_rows()))
+    row = totals.row(0, named=True)
+    baseline, candidate = _summary(row, "base", base_routes), _summary(row, "cand", cand_routes)
+    notes = _route_notes(ctx, moved.get_column("route_model").to_list())
     return ReplayResult(baseline, candidate, deltas(baseline, candidate, notes), notes, rows)

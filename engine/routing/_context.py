@@ -6,7 +6,6 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 
 from engine.pricing import Catalog, cost_at
@@ -27,7 +26,6 @@ class ModelStats:
     error_rates: dict[str, float]
     intercept: float | None = None
     slope: float | None = None
-    residuals: np.ndarray | None = None
 
     @property
     def error_rate(self) -> float:
@@ -37,7 +35,7 @@ class ModelStats:
     @property
     def has_fit(self) -> bool:
         """Whether the latency fit from these rows is usable."""
-        return self.residuals is not None and self.ok_rows >= MIN_OBSERVED_ROWS
+        return self.intercept is not None and self.ok_rows >= MIN_OBSERVED_ROWS
 
     @property
     def has_error_rate(self) -> bool:
@@ -46,57 +44,36 @@ class ModelStats:
 
 
 def observe(frame: pl.DataFrame) -> dict[str, ModelStats]:
-    """Per-model row counts, error rates by type, and a latency fit ``a + b * output_tokens``."""
-    counts = frame.group_by("model").agg(
+    """Per-model row counts, error rates by type, and a least-squares fit ``latency = a + b * output_tokens``.
+
+    One pass over the window plus one over its error rows.
+    """
+    ok = pl.col("status") == "ok"
+    x = pl.when(ok).then(pl.col("output_tokens").cast(pl.Float64))
+    y = pl.when(ok).then(pl.col("latency_ms"))
+    moments = frame.group_by("model").agg(
         pl.len().alias("rows"),
-        (pl.col("status") == "ok").sum().alias("ok_rows"),
+        ok.sum().alias("ok_rows"),
+        x.sum().alias("sx"),
+        y.sum().alias("sy"),
+        (x * x).sum().alias("sxx"),
+        (x * y).sum().alias("sxy"),
     )
-    errors = (
-        frame.filter(pl.col("status") != "ok")
-        .group_by("model", pl.col("error_type").fill_null("unknown"))
-        .agg(pl.len().alias("n"))
-    )
-    ok = frame.filter(pl.col("status") == "ok").select("model", "output_tokens", "latency_ms")
-    fits = (
-        ok.group_by("model")
-        .agg(
-            pl.len().alias("n"),
-            pl.cov("output_tokens", "latency_ms", ddof=0).alias("cov"),
-            pl.col("output_tokens").var(ddof=0).alias("var"),
-            pl.col("output_tokens").mean().alias("mx"),
-            pl.col("latency_ms").mean().alias("my"),
-        )
-        .filter(pl.col("n") >= MIN_OBSERVED_ROWS)
-    )
-    fits = fits.with_columns(
-        slope=pl.when(pl.col("var") > 0).then(pl.col("cov") / pl.col("var")).otherwise(0.0),
-    ).with_columns(intercept=pl.col("my") - pl.col("slope") * pl.col("mx"))
-    residuals = (
-        ok.join(fits.select("model", "slope", "intercept"), on="model")
-        .select(
-            "model",
-            (pl.col("latency_ms") - pl.col("intercept") - pl.col("slope") * pl.col("output_tokens")).alias("r"),
-        )
-        .group_by("model")
-        .agg(pl.col("r").sort())
-    )
-    fit_by_model = {r["model"]: r for r in fits.iter_rows(named=True)}
-    resid_by_model = {r["model"]: np.asarray(r["r"], dtype=np.float64) for r in residuals.iter_rows(named=True)}
+    errors = frame.filter(~ok).group_by("model", pl.col("error_type").fill_null("unknown")).agg(pl.len().alias("n"))
     rates: dict[str, dict[str, float]] = {}
-    rows_by_model = {r["model"]: r for r in counts.iter_rows(named=True)}
+    rows_of = dict(moments.select("model", "rows").iter_rows())
     for model, error_type, n in errors.iter_rows():
-        rates.setdefault(model, {})[error_type] = n / rows_by_model[model]["rows"]
+        rates.setdefault(model, {})[error_type] = n / rows_of[model]
     out = {}
-    for model, row in rows_by_model.items():
-        fit = fit_by_model.get(model)
-        out[model] = ModelStats(
-            rows=row["rows"],
-            ok_rows=row["ok_rows"],
-            error_rates=rates.get(model, {}),
-            intercept=None if fit is None else fit["intercept"],
-            slope=None if fit is None else fit["slope"],
-            residuals=resid_by_model.get(model),
-        )
+    for m in moments.iter_rows(named=True):
+        n = m["ok_rows"]
+        intercept = slope = None
+        if n >= MIN_OBSERVED_ROWS:
+            var = m["sxx"] / n - (m["sx"] / n) ** 2
+            cov = m["sxy"] / n - (m["sx"] / n) * (m["sy"] / n)
+            slope = cov / var if var > 0 else 0.0
+            intercept = m["sy"] / n - slope * m["sx"] / n
+        out[m["model"]] = ModelStats(m["rows"], n, rates.get(m["model"], {}), intercept, slope)
     return out
 
 
@@ -108,9 +85,21 @@ class RoutingContext:
     same window always routes the same way.
     """
 
-    def __init__(self, catalog: Catalog, stats: dict[str, ModelStats]) -> None:
+    def __init__(self, catalog: Catalog, frame: pl.DataFrame) -> None:
         self.catalog = catalog
-        self.stats = stats
+        self.frame = frame
+        self.stats = observe(frame)
+        self._residuals: dict[str, pl.Series] = {}
+
+    def residuals(self, model: str) -> pl.Series:
+        """Latency residuals of ``model``'s successful rows around its fit, in window order."""
+        if model not in self._residuals:
+            stats = self.stats[model]
+            rows = self.frame.filter((pl.col("model") == model) & (pl.col("status") == "ok"))
+            self._residuals[model] = rows.select(
+                pl.col("latency_ms") - stats.intercept - stats.slope * pl.col("output_tokens")
+            ).to_series()
+        return self._residuals[model]
 
     def uniform(self, salt: str) -> pl.Expr:
         """A deterministic uniform draw in ``[0, 1)`` per row for this ``salt``."""
@@ -126,9 +115,7 @@ class RoutingContext:
         return cost_at(price, output_tokens=pl.lit(0) if input_only else None)
 
     def served_cost(self, model: str) -> pl.Expr:
-        """What each row costs served by ``model``: the actual cost where it already was."""
-        if model not in self.catalog.models:
-            return pl.col("cost_usd")  # only routed here where it actually ran (validated upstream)
+        """What each row costs served by ``model``: the actual cost where it ran there, else estimated."""
         return pl.when(self._is_actual(model)).then(pl.col("cost_usd")).otherwise(self.estimated_cost(model))
 
     def expected_latency(self, model: str) -> pl.Expr:
@@ -139,17 +126,23 @@ class RoutingContext:
         price = self.catalog.price(model)
         return pl.lit(price.ttft_ms) + pl.col("output_tokens") / price.output_tokens_per_s * 1000.0
 
-    def realized_latency(self, model: str) -> pl.Expr:
-        """Latency of each row served by ``model``: actual where it ran, else fit + a resampled residual."""
-        stats = self.stats.get(model)
-        if model not in self.catalog.models and (stats is None or not stats.has_fit):
-            return pl.col("latency_ms")
+    def estimated_latency(self, model: str) -> pl.Expr:
+        """Latency of each row if ``model`` had served it: fit + a resampled residual, else the catalog profile.
+
+        The residual is one of the model's own residuals in the window, picked
+        by a seeded hash of ``request_id``.
+        """
         estimate = self.expected_latency(model)
-        if stats is not None and stats.has_fit and stats.residuals is not None:
-            residuals = pl.Series(stats.residuals)
+        stats = self.stats.get(model)
+        if stats is not None and stats.has_fit:
+            residuals = self.residuals(model)
             index = pl.col("request_id").hash((ROUTING_SEED + zlib.crc32(model.encode())) & 0xFFFFFFFF) % len(residuals)
             estimate = estimate + pl.lit(residuals).gather(index)
-        return pl.when(self._is_actual(model)).then(pl.col("latency_ms")).otherwise(estimate.clip(lower_bound=1.0))
+        return estimate.clip(lower_bound=1.0)
+
+    def realized_latency(self, model: str) -> pl.Expr:
+        """Latency of each row served by ``model``: actual where it ran there, else estimated."""
+        return pl.when(self._is_actual(model)).then(pl.col("latency_ms")).otherwise(self.estimated_latency(model))
 
     def error_rate(self, model: str, error_types: Iterable[str] | None = None) -> float:
         """Observed error rate of ``model`` in the window (0 when too few rows were seen)."""
@@ -172,8 +165,14 @@ class RoutingContext:
         actual = pl.col("status") != "ok"
         if types is not None:
             actual &= pl.col("error_type").is_in(types).fill_null(False)
-        draw = self.uniform(f"{salt}:{model}") < self.error_rate(model, types)
-        return pl.when(self._is_actual(model)).then(actual).otherwise(draw)
+        return pl.when(self._is_actual(model)).then(actual).otherwise(self.error_draw(model, salt, types))
+
+    def error_draw(self, model: str, salt: str, error_types: list[str] | None = None) -> pl.Expr:
+        """A seeded draw of whether each row would error on ``model`` (observed rate of those types)."""
+        rate = self.error_rate(model, error_types)
+        if rate == 0.0:
+            return pl.lit(False)
+        return self.uniform(f"{salt}:{model}") < rate
 
     def provider(self, model: str) -> str:
         """The catalog provider of ``model``."""

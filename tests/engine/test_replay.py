@@ -7,28 +7,32 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.pricing import Catalog
-from engine.replay import deltas, replay, summarize
+from engine.replay import deltas, replay
 from engine.routing import build_policy
 from engine.schema import Summary
 from tests.conftest import log_frame
 
 
-def test_summary_by_hand() -> None:
-    s = summarize(
-        pl.Series([0.1, 0.2, 0.3, 0.4]),
-        pl.Series([100.0, 200.0, 300.0, 400.0]),
-        pl.Series([False, True, False, False]),
-        pl.Series(["a:x", "a:x", "a:x", "b:y"]),
-        10,
-        20,
+def test_summary_by_hand(toy_catalog: Catalog) -> None:
+    frame = log_frame(
+        {"cost_usd": c, "latency_ms": lat, "status": st, "model": m, "provider": "acme", "input_tokens": 5}
+        for c, lat, st, m in [
+            (0.1, 100.0, "ok", "big"),
+            (0.2, 200.0, "error", "big"),
+            (0.3, 300.0, "ok", "big"),
+            (0.4, 400.0, "ok", "small"),
+        ]
     )
+    s = replay(frame, build_policy("single", {"model": "big"}), toy_catalog).baseline
     assert s.request_count == 4
     assert s.cost_usd == pytest.approx(1.0)
     assert s.cost_per_request_usd == pytest.approx(0.25)
     assert s.latency_p50_ms == 250.0
     assert s.latency_p95_ms == pytest.approx(385.0)  # linear: 300 + 0.85 * 100
+    assert [s.latency_p50_ms, s.latency_p95_ms] == pytest.approx(np.percentile([100, 200, 300, 400], [50, 95]))
     assert s.error_rate == 0.25
-    assert s.route_distribution == {"a:x": 0.75, "b:y": 0.25}
+    assert s.input_tokens == 20 and s.output_tokens == 400
+    assert s.route_distribution == {"big:acme": 0.75, "small:acme": 0.25}
 
 
 def _summary(**changes: Any) -> Summary:
@@ -119,7 +123,7 @@ def test_ab_test_shares_match_weights(toy_catalog: Catalog, weights: list[float]
     expected: dict[str, float] = {}
     for w, m in zip(weights, models, strict=True):
         expected[m] = expected.get(m, 0) + w / sum(weights)
-    got = result.rows.get_column("route_model").value_counts(normalize=True)
+    got = result.rows.collect().get_column("route_model").value_counts(normalize=True)
     for model, share in got.iter_rows():
         assert share == pytest.approx(expected[model], abs=0.015)
 
@@ -138,7 +142,7 @@ def test_moved_rows_use_observed_error_rate_and_fit(toy_catalog: Catalog) -> Non
     ]
     moved = [{"model": "big", "request_id": f"m{i}", "output_tokens": 200} for i in range(4000)]
     result = replay(log_frame(observed + moved), build_policy("single", {"model": "small"}), toy_catalog)
-    rows = result.rows.filter(pl.col("request_id").str.starts_with("m"))
+    rows = result.rows.filter(pl.col("request_id").str.starts_with("m")).collect()
     assert rows.get_column("candidate_error").mean() == pytest.approx(0.1, abs=0.015)
     # Fit 100 + 3 * 200 = 700 ms, with resampled residuals (sd 5 ms).
     assert rows.get_column("candidate_latency_ms").mean() == pytest.approx(700, abs=2)
