@@ -6,6 +6,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from engine.pricing import Catalog, cost_at
@@ -46,34 +47,33 @@ class ModelStats:
 def observe(frame: pl.DataFrame) -> dict[str, ModelStats]:
     """Per-model row counts, error rates by type, and a least-squares fit ``latency = a + b * output_tokens``.
 
-    One pass over the window plus one over its error rows.
+    Sums run through ``numpy.bincount`` (sequential, so bit-for-bit repeatable;
+    a parallel group-by adds partial sums in varying order).
     """
-    ok = pl.col("status") == "ok"
-    x = pl.when(ok).then(pl.col("output_tokens").cast(pl.Float64))
-    y = pl.when(ok).then(pl.col("latency_ms"))
-    moments = frame.group_by("model").agg(
-        pl.len().alias("rows"),
-        ok.sum().alias("ok_rows"),
-        x.sum().alias("sx"),
-        y.sum().alias("sy"),
-        (x * x).sum().alias("sxx"),
-        (x * y).sum().alias("sxy"),
-    )
-    errors = frame.filter(~ok).group_by("model", pl.col("error_type").fill_null("unknown")).agg(pl.len().alias("n"))
+    names = frame.get_column("model").unique().sort()
+    codes = frame.get_column("model").cast(pl.Enum(names)).to_physical().to_numpy().astype(np.intp)
+    k = len(names)
+    ok = frame.select((pl.col("status") == "ok") & pl.col("latency_ms").is_not_null()).to_series().to_numpy()
+    x = np.where(ok, frame.get_column("output_tokens").to_numpy(), 0).astype(np.float64)
+    y = np.where(ok, frame.get_column("latency_ms").fill_null(0.0).to_numpy(), 0.0)
+    rows = np.bincount(codes, minlength=k)
+    ok_rows = np.bincount(codes, weights=ok, minlength=k)
+    sx, sy, sxx, sxy = (np.bincount(codes, weights=w, minlength=k) for w in (x, y, x * x, x * y))
+    errors = frame.filter(pl.col("status") != "ok").group_by("model", pl.col("error_type").fill_null("unknown")).len()
     rates: dict[str, dict[str, float]] = {}
-    rows_of = dict(moments.select("model", "rows").iter_rows())
+    index = {name: i for i, name in enumerate(names.to_list())}
     for model, error_type, n in errors.iter_rows():
-        rates.setdefault(model, {})[error_type] = n / rows_of[model]
+        rates.setdefault(model, {})[error_type] = n / rows[index[model]]
     out = {}
-    for m in moments.iter_rows(named=True):
-        n = m["ok_rows"]
+    for model, i in index.items():
+        n = int(ok_rows[i])
         intercept = slope = None
         if n >= MIN_OBSERVED_ROWS:
-            var = m["sxx"] / n - (m["sx"] / n) ** 2
-            cov = m["sxy"] / n - (m["sx"] / n) * (m["sy"] / n)
-            slope = cov / var if var > 0 else 0.0
-            intercept = m["sy"] / n - slope * m["sx"] / n
-        out[m["model"]] = ModelStats(m["rows"], n, rates.get(m["model"], {}), intercept, slope)
+            mx, my = sx[i] / n, sy[i] / n
+            var = sxx[i] / n - mx * mx
+            slope = float((sxy[i] / n - mx * my) / var) if var > 0 else 0.0
+            intercept = float(my - slope * mx)
+        out[model] = ModelStats(int(rows[i]), n, rates.get(model, {}), intercept, slope)
     return out
 
 

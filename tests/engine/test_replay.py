@@ -153,3 +153,17 @@ def test_notes_say_when_the_catalog_profile_and_zero_error_rate_are_used(toy_cat
     result = replay(log_frame([{"model": "big"}]), build_policy("single", {"model": "small"}), toy_catalog)
     assert any("Latency of small comes from the catalog profile" in n for n in result.notes)
     assert any("Error rate of small is taken as 0" in n for n in result.notes)
+
+
+def test_replay_is_repeatable_bit_for_bit(log_store, shipped_catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from engine.logs import Window, load_window
+
+    window = Window("demo", dt.datetime(2026, 4, 12, tzinfo=dt.UTC), dt.datetime(2026, 4, 20, tzinfo=dt.UTC))
+    frame = load_window(str(log_store), window)
+    policy = build_policy("cost_optimized", {"allowed_models": ["gpt-4o-mini", "claude-3-5-haiku", "gpt-4.1-mini"]})
+    first = replay(frame, policy, shipped_catalog)
+    for _ in range(3):
+        again = replay(load_window(str(log_store), window), policy, shipped_catalog)
+        assert (again.baseline, again.candidate, again.deltas) == (first.baseline, first.candidate, first.deltas)
