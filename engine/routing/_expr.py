@@ -10,7 +10,9 @@ parsed by hand into Polars expressions; nothing is ever ``eval``-ed.
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -163,25 +165,21 @@ class _Parser:
             return _string_test(left, op, self.additive())
         return left
 
-    def additive(self) -> _Val:
-        left = self.multiplicative()
-        while self.at("+", "-"):
+    def arithmetic(self, ops: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]], operand: Callable[[], _Val]) -> _Val:
+        left = operand()
+        while self.at(*ops):
             op = self.take().text
-            right = self.multiplicative()
+            right = operand()
             _need(left, "num", op)
             _need(right, "num", op)
-            left = _Val("num", left.expr + right.expr if op == "+" else left.expr - right.expr)
+            left = _Val("num", ops[op](left.expr, right.expr))
         return left
 
+    def additive(self) -> _Val:
+        return self.arithmetic({"+": operator.add, "-": operator.sub}, self.multiplicative)
+
     def multiplicative(self) -> _Val:
-        left = self.unary()
-        while self.at("*", "/"):
-            op = self.take().text
-            right = self.unary()
-            _need(left, "num", op)
-            _need(right, "num", op)
-            left = _Val("num", left.expr * right.expr if op == "*" else left.expr / right.expr)
-        return left
+        return self.arithmetic({"*": operator.mul, "/": operator.truediv}, self.unary)
 
     def unary(self) -> _Val:
         if self.at("-"):
