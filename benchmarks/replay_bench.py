@@ -89,10 +89,11 @@ err = Console(stderr=True)
 def ensure_data(root: Path, rows: int, days: int, catalog: Catalog) -> None:
     """Generate the log store under ``root`` unless its marker says it already has this size."""
     marker = root / "bench.json"
-    wanted = {"rows_per_day": rows // days, "days": days, "end": END.isoformat(), "seed": SEED}
+    per_day = rows // days
+    wanted = {"rows_per_day": per_day, "days": days, "end": END.isoformat(), "seed": SEED}
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return
-    err.print(f"generating {wanted['rows_per_day'] * days:,} rows over {days} days under {root}")
+    err.print(f"generating {per_day * days:,} rows over {days} days under {root}")
     shutil.rmtree(root / f"project_id={PROJECT}", ignore_errors=True)
     marker.unlink(missing_ok=True)
     started = time.perf_counter()
@@ -103,7 +104,7 @@ def ensure_data(root: Path, rows: int, days: int, catalog: Catalog) -> None:
             catalog,
             project_id=PROJECT,
             days=1,
-            rows_per_day=rows // days,
+            rows_per_day=per_day,
             seed=SEED + i,
             end=day_end,
             metadata_only=True,
@@ -480,8 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         f"window: {window.start:%Y-%m-%d} .. {window.end:%Y-%m-%d} (exclusive), {len(files)} files, "
         f"{by_name['floor'].result.height:,} rows\n"
         f"polars {pl.__version__} ({pl.thread_pool_size()} threads), duckdb {duckdb.__version__} "
-        f"({threads} threads), "
-        f"pandas {pd.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs"
+        f"({threads} threads), pandas {pd.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs"
     )
     out.print(timing_table(phases, by_name["floor"].median_ms, args.repeat))
     engines = {

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from engine.pricing import Catalog
@@ -30,13 +31,13 @@ REPLAY_COLUMNS = (
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """Both sides' summaries, the deltas, notes, and the per-row candidate columns (lazy)."""
+    """Both sides' summaries, the deltas, notes, and the per-row candidate columns."""
 
     baseline: Summary
     candidate: Summary
     deltas: Deltas
     notes: list[str]
-    rows: pl.LazyFrame
+    rows: pl.DataFrame
 
 
 def pct_change(base: float, cand: float, label: str, notes: list[str]) -> float | None:
@@ -86,6 +87,27 @@ def _route_notes(ctx: RoutingContext, moved: list[str]) -> list[str]:
     return notes
 
 
+def _per_model(policy: Policy) -> Callable[[Callable[[str], pl.Expr]], pl.Expr]:
+    """Build ``estimate(m)`` for the row's route model ``m`` (one of the policy's models)."""
+    models = sorted(policy.models())
+
+    def moved(estimate: Callable[[str], pl.Expr]) -> pl.Expr:
+        branches: list[pl.Expr] = [pl.when(pl.col("route_model") == m).then(estimate(m)) for m in models]
+        return pl.coalesce(branches or [pl.lit(None)])
+
+    return moved
+
+
+def route_provider(ctx: RoutingContext, policy: Policy) -> pl.Expr:
+    """The provider that serves the route: the row's own where it stays, else the catalog's."""
+    moved = _per_model(policy)
+    return (
+        pl.when(pl.col("route_model") == pl.col("model"))
+        .then(pl.col("provider"))
+        .otherwise(moved(lambda m: pl.lit(ctx.provider(m), pl.String)))
+    )
+
+
 def candidate_rows(frame: pl.DataFrame, policy: Policy, ctx: RoutingContext) -> pl.LazyFrame:
     """The window with each row's route and candidate cost, latency and error.
 
@@ -93,12 +115,8 @@ def candidate_rows(frame: pl.DataFrame, policy: Policy, ctx: RoutingContext) -> 
     only rows that move need an estimate (and only for the policy's models).
     """
     route = policy.route(ctx)
-    models = sorted(policy.models())
     stays = pl.col("route_model") == pl.col("model")
-
-    def moved(estimate: Callable[[str], pl.Expr]) -> pl.Expr:
-        branches: list[pl.Expr] = [pl.when(pl.col("route_model") == m).then(estimate(m)) for m in models]
-        return pl.coalesce(branches or [pl.lit(None)])
+    moved = _per_model(policy)
 
     return (
         frame.lazy()
@@ -109,9 +127,7 @@ def candidate_rows(frame: pl.DataFrame, policy: Policy, ctx: RoutingContext) -> 
             route.failed.alias("_failed"),
         )
         .with_columns(
-            route_provider=pl.when(stays)
-            .then(pl.col("provider"))
-            .otherwise(moved(lambda m: pl.lit(ctx.provider(m), pl.String))),
+            route_provider=route_provider(ctx, policy),
             candidate_cost_usd=pl.when(stays).then(pl.col("cost_usd")).otherwise(moved(ctx.estimated_cost))
             + pl.col("_extra_cost"),
             candidate_latency_ms=pl.when(stays).then(pl.col("latency_ms")).otherwise(moved(ctx.estimated_latency))
@@ -125,16 +141,17 @@ def candidate_rows(frame: pl.DataFrame, policy: Policy, ctx: RoutingContext) -> 
     )
 
 
-def _summary(totals: dict[str, Any], side: str, routes: pl.DataFrame) -> Summary:
-    n = totals["n"]
+def _summary(n: int, totals: dict[str, Any], side: str, latency: pl.Series, routes: pl.DataFrame) -> Summary:
     cost = totals[f"{side}_cost"]
+    # Percentiles use linear interpolation, numpy's default; both in one partition pass.
+    p50, p95 = np.percentile(latency.to_numpy(), [50, 95])
     shares = routes.with_columns(share=pl.col("len") / n).sort("share", "key", descending=[True, False])
     return Summary(
         request_count=n,
         cost_usd=cost,
         cost_per_request_usd=cost / n,
-        latency_p50_ms=totals[f"{side}_p50"],
-        latency_p95_ms=totals[f"{side}_p95"],
+        latency_p50_ms=float(p50),
+        latency_p95_ms=float(p95),
         error_rate=totals[f"{side}_errors"] / n,
         input_tokens=totals["input_tokens"],
         output_tokens=totals["output_tokens"],
@@ -142,19 +159,9 @@ def _summary(totals: dict[str, Any], side: str, routes: pl.DataFrame) -> Summary
     )
 
 
-def _side(cost: str, latency: str, errored: pl.Expr, side: str) -> list[pl.Expr]:
-    # Percentiles use linear interpolation, numpy's default.
-    return [
-        pl.col(cost).sum().alias(f"{side}_cost"),
-        pl.col(latency).quantile(0.5, "linear").alias(f"{side}_p50"),
-        pl.col(latency).quantile(0.95, "linear").alias(f"{side}_p95"),
-        errored.sum().alias(f"{side}_errors"),
-    ]
-
-
-def _route_counts(rows: pl.LazyFrame, model: str, provider: str) -> pl.LazyFrame:
+def _shares(routes: pl.DataFrame, model: str, provider: str) -> pl.DataFrame:
     key = pl.concat_str(pl.col(model), pl.col(provider).fill_null("unknown"), separator=":")
-    return rows.group_by(model, provider).len().select(key.alias("key"), "len")
+    return routes.group_by(key.alias("key")).agg(pl.col("len").sum())
 
 
 def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog) -> ReplayResult:
@@ -165,22 +172,27 @@ def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog) -> ReplayResul
     for model in sorted(policy.models()):
         catalog.price(model, param=policy.param)
     ctx = RoutingContext(catalog, frame)
-    rows = candidate_rows(frame, policy, ctx)
-    totals, base_routes, cand_routes, moved = pl.collect_all(
-        [
-            rows.select(
-                pl.len().alias("n"),
-                pl.col("input_tokens").sum(),
-                pl.col("output_tokens").sum(),
-                *_side("cost_usd", "latency_ms", pl.col("status") != "ok", "base"),
-                *_side("candidate_cost_usd", "candidate_latency_ms", pl.col("candidate_error"), "cand"),
-            ),
-            _route_counts(frame.lazy(), "model", "provider"),
-            _route_counts(rows, "route_model", "route_provider"),
-            rows.filter(pl.col("route_model") != pl.col("model")).select(pl.col("route_model").unique()),
-        ]
+    rows = candidate_rows(frame, policy, ctx).collect()
+    n = rows.height
+    totals = rows.select(
+        pl.col("input_tokens").sum(),
+        pl.col("output_tokens").sum(),
+        pl.col("cost_usd").sum().alias("base_cost"),
+        pl.col("candidate_cost_usd").sum().alias("cand_cost"),
+        (pl.col("status") != "ok").sum().alias("base_errors"),
+        pl.col("candidate_error").sum().alias("cand_errors"),
+    ).row(0, named=True)
+    # One small table of (served, candidate) route pairs gives both mixes and the moved models;
+    # route_provider is a function of the other three, so it is added after grouping.
+    routes = (
+        rows.group_by("model", "provider", "route_model")
+        .len()
+        .with_columns(route_provider=route_provider(ctx, policy))
     )
-    row = totals.row(0, named=True)
-    baseline, candidate = _summary(row, "base", base_routes), _summary(row, "cand", cand_routes)
-    notes = _route_notes(ctx, moved.get_column("route_model").to_list())
+    baseline = _summary(n, totals, "base", rows.get_column("latency_ms"), _shares(routes, "model", "provider"))
+    candidate = _summary(
+        n, totals, "cand", rows.get_column("candidate_latency_ms"), _shares(routes, "route_model", "route_provider")
+    )
+    moved = routes.filter(pl.col("route_model") != pl.col("model")).get_column("route_model").unique().to_list()
+    notes = _route_notes(ctx, moved)
     return ReplayResult(baseline, candidate, deltas(baseline, candidate, notes), notes, rows)

@@ -50,18 +50,25 @@ def observe(frame: pl.DataFrame) -> dict[str, ModelStats]:
     Sums run through ``numpy.bincount`` (sequential, so bit-for-bit repeatable;
     a parallel group-by adds partial sums in varying order).
     """
-    names = frame.get_column("model").unique().sort()
-    codes = frame.get_column("model").cast(pl.Enum(names)).to_physical().to_numpy().astype(np.intp)
-    k = len(names)
+    models = frame.get_column("model").cast(pl.Categorical)
+    codes = models.to_physical().to_numpy().astype(np.intp)
+    present = models.unique()
+    index = dict(zip(present.cast(pl.String).to_list(), present.to_physical().to_list(), strict=True))
+    k = int(codes.max()) + 1 if len(codes) else 0
     ok = frame.select((pl.col("status") == "ok") & pl.col("latency_ms").is_not_null()).to_series().to_numpy()
     x = np.where(ok, frame.get_column("output_tokens").to_numpy(), 0).astype(np.float64)
     y = np.where(ok, frame.get_column("latency_ms").fill_null(0.0).to_numpy(), 0.0)
     rows = np.bincount(codes, minlength=k)
     ok_rows = np.bincount(codes, weights=ok, minlength=k)
     sx, sy, sxx, sxy = (np.bincount(codes, weights=w, minlength=k) for w in (x, y, x * x, x * y))
-    errors = frame.filter(pl.col("status") != "ok").group_by("model", pl.col("error_type").fill_null("unknown")).len()
+    errors = (
+        frame.lazy()
+        .filter(pl.col("status") != "ok")
+        .group_by("model", pl.col("error_type").fill_null("unknown"))
+        .len()
+        .collect()
+    )
     rates: dict[str, dict[str, float]] = {}
-    index = {name: i for i, name in enumerate(names.to_list())}
     for model, error_type, n in errors.iter_rows():
         rates.setdefault(model, {})[error_type] = n / rows[index[model]]
     out = {}
@@ -95,10 +102,13 @@ class RoutingContext:
         """Latency residuals of ``model``'s successful rows around its fit, in window order."""
         if model not in self._residuals:
             stats = self.stats[model]
-            rows = self.frame.filter((pl.col("model") == model) & (pl.col("status") == "ok"))
-            self._residuals[model] = rows.select(
-                pl.col("latency_ms") - stats.intercept - stats.slope * pl.col("output_tokens")
-            ).to_series()
+            self._residuals[model] = (
+                self.frame.lazy()
+                .filter((pl.col("model") == model) & (pl.col("status") == "ok") & pl.col("latency_ms").is_not_null())
+                .select(pl.col("latency_ms") - stats.intercept - stats.slope * pl.col("output_tokens"))
+                .collect()
+                .to_series()
+            )
         return self._residuals[model]
 
     def uniform(self, salt: str) -> pl.Expr:

@@ -123,7 +123,7 @@ def test_ab_test_shares_match_weights(toy_catalog: Catalog, weights: list[float]
     expected: dict[str, float] = {}
     for w, m in zip(weights, models, strict=True):
         expected[m] = expected.get(m, 0) + w / sum(weights)
-    got = result.rows.collect().get_column("route_model").value_counts(normalize=True)
+    got = result.rows.get_column("route_model").value_counts(normalize=True)
     for model, share in got.iter_rows():
         assert share == pytest.approx(expected[model], abs=0.015)
 
@@ -142,7 +142,7 @@ def test_moved_rows_use_observed_error_rate_and_fit(toy_catalog: Catalog) -> Non
     ]
     moved = [{"model": "big", "request_id": f"m{i}", "output_tokens": 200} for i in range(4000)]
     result = replay(log_frame(observed + moved), build_policy("single", {"model": "small"}), toy_catalog)
-    rows = result.rows.filter(pl.col("request_id").str.starts_with("m")).collect()
+    rows = result.rows.filter(pl.col("request_id").str.starts_with("m"))
     assert rows.get_column("candidate_error").mean() == pytest.approx(0.1, abs=0.015)
     # Fit 100 + 3 * 200 = 700 ms, with resampled residuals (sd 5 ms).
     assert rows.get_column("candidate_latency_ms").mean() == pytest.approx(700, abs=2)

@@ -15,11 +15,9 @@ from tests.conftest import log_frame
 
 def run(catalog: Catalog, policy: str, config: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     result = replay(log_frame(rows), build_policy(policy, config), catalog)
-    return (
-        result.rows.select("request_id", "route_model", "candidate_cost_usd", "candidate_latency_ms", "candidate_error")
-        .collect()
-        .to_dicts()
-    )
+    return result.rows.select(
+        "request_id", "route_model", "candidate_cost_usd", "candidate_latency_ms", "candidate_error"
+    ).to_dicts()
 
 
 def test_single_keeps_actuals_and_reprices_moved_rows(toy_catalog: Catalog) -> None:
