@@ -43,8 +43,6 @@ def window_of(spec: ExperimentCreate) -> Window:
 def replay_spec(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> ReplayResult:
     """Load the spec's window and replay it through the candidate."""
     policy = candidate_policy(spec, store)
-    for model in sorted(policy.models()):
-        catalog.price(model, param="candidateConfig")
     columns = [*REPLAY_COLUMNS, *sorted(policy.columns() | window_of(spec).filters.columns)]
     frame = load_window(logs_root, window_of(spec), columns)
     return replay(frame, policy, catalog)

@@ -212,11 +212,6 @@ def load_window(root: str, window: Window, columns: Iterable[str] | None = None)
     return frame
 
 
-def replayable() -> pl.Expr:
-    """Rows usable for with-responses runs: both texts present and status ``ok``."""
-    return pl.col("request_json").is_not_null() & pl.col("response_text").is_not_null() & (pl.col("status") == "ok")
-
-
 def write_partitioned(frame: pl.DataFrame, root: str | Path, project_id: str, *, part: str = "part-0") -> list[Path]:
     """Write ``frame`` into the store layout, one file per UTC date; returns the files."""
     root = Path(root)

@@ -64,23 +64,6 @@ class Catalog(BaseModel):
                 param=param,
             ) from None
 
-    def frame(self) -> pl.DataFrame:
-        """The catalog as a frame keyed by ``model`` (for vectorised joins)."""
-        names = list(self.models)
-        entries = [self.models[n] for n in names]
-        return pl.DataFrame(
-            {
-                "model": names,
-                "provider": [e.provider for e in entries],
-                "input_per_mtok": [e.input_per_mtok for e in entries],
-                "cached_input_per_mtok": [e.cached_rate for e in entries],
-                "output_per_mtok": [e.output_per_mtok for e in entries],
-                "ttft_ms": [e.ttft_ms for e in entries],
-                "output_tokens_per_s": [e.output_tokens_per_s for e in entries],
-            },
-            schema_overrides={"ttft_ms": pl.Float64},
-        )
-
 
 def load_catalog(path: str | Path) -> Catalog:
     """Read and validate a catalog file; a ``ConfigError`` names the bad entry."""

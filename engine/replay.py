@@ -185,9 +185,7 @@ def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog) -> ReplayResul
     # One small table of (served, candidate) route pairs gives both mixes and the moved models;
     # route_provider is a function of the other three, so it is added after grouping.
     routes = (
-        rows.group_by("model", "provider", "route_model")
-        .len()
-        .with_columns(route_provider=route_provider(ctx, policy))
+        rows.group_by("model", "provider", "route_model").len().with_columns(route_provider=route_provider(ctx, policy))
     )
     baseline = _summary(n, totals, "base", rows.get_column("latency_ms"), _shares(routes, "model", "provider"))
     candidate = _summary(
