@@ -73,6 +73,7 @@ class ExperimentCreate(Body):
     hypothesis: str | None = Field(None, max_length=HYPOTHESIS_MAX)
     sample: SampleSpec | None = None
     spend_cap_usd: float | None = Field(None, gt=0)
+    embedding_model: str | None = Field(None, description="Similarity embedder (default: local all-MiniLM-L6-v2).")
 
     @field_validator("window_start", "window_end")
     @classmethod
@@ -117,6 +118,42 @@ class Progress(BaseModel):
     total: int = 0
 
 
+class SimilaritySummary(BaseModel):
+    """The headline numbers of a with-responses run's similarity."""
+
+    mean_similarity: float | None
+    scored_count: int
+    unscored_count: int
+    threshold: float
+    agreement: float | None
+    headline: str
+
+
+class PreflightEstimate(BaseModel):
+    """What a with-responses run would cost (camelCase, as the guide's preflight returns it)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+    estimated_cost_usd: float
+    effective_sample_size: int
+    row_count_in_window: int
+    per_call_estimate_usd: float
+    embedding_cost_usd: float
+    notes: list[str] = Field(default_factory=list)
+
+
+class Preflight(BaseModel):
+    """The preflight answer: the estimate, the caps and whether to confirm."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+    estimate: PreflightEstimate
+    spend_cap_usd: float
+    suggested_spend_cap_usd: float
+    requires_confirmation: bool
+    auto_cancel_ratio: float
+
+
 class Experiment(BaseModel):
     """An experiment as every face returns it."""
 
@@ -141,6 +178,8 @@ class Experiment(BaseModel):
     candidate_summary: Summary | None = None
     deltas: Deltas | None = None
     notes: list[str] = Field(default_factory=list)
+    similarity_summary: SimilaritySummary | None = None
+    embedding_model: str | None = None
     promoted_version: int | None = None
     created_at: dt.datetime
     started_at: dt.datetime | None = None

@@ -21,6 +21,15 @@ class Settings(BaseSettings):
     logs: str | None = Field(None, description="Log-store root (path or s3:// URI); defaults to $REHEARSAL_HOME/logs.")
     pricing: Path = Field(CONFIGS_DIR / "pricing.yaml", description="Pricing and latency catalog.")
     credentials: Path = Field(CONFIGS_DIR / "credentials.yaml", description="Provider credentials by id.")
+    sample_min: int = Field(1000, ge=1, description="Smallest sample.size a with-responses run may request.")
+    sample_max: int = Field(50_000, ge=1, description="Largest sample.size a with-responses run may request.")
+    run_timeout_s: float = Field(1800, gt=0, description="Hard timeout of one experiment or judge run.")
+    workers: int = Field(2, ge=1, description="Ray call-worker actors per run.")
+    concurrency: int = Field(64, ge=1, description="Calls in flight per worker.")
+    call_timeout_s: float = Field(60, gt=0, description="Timeout of one provider call.")
+    max_attempts: int = Field(4, ge=1, description="Attempts per call (429, 5xx, timeouts, malformed bodies).")
+    retry_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles per attempt (0 in tests).")
+    embedding_model: str = Field("all-MiniLM-L6-v2", description="Embedder for similarity.")
 
     @property
     def logs_root(self) -> str:

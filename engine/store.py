@@ -119,6 +119,33 @@ class Store:
             )
         return experiment
 
+    def update_progress(self, experiment_id: str, *, done: int, total: int, spend_usd: float) -> None:
+        """Record progress of a running experiment (a no-op once it has ended or was cancelled)."""
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE experiments SET body = json_set(body, '$.progress.done', ?, '$.progress.total', ?, "
+                "'$.spend_usd', ?) WHERE id = ? AND status = 'running'",
+                (done, total, spend_usd, experiment_id),
+            )
+
+    def cancel_experiment(self, experiment_id: str, reason: str) -> bool:
+        """Mark a queued or running experiment cancelled; the run sees it and stops. False if it had ended."""
+        with self._connect() as conn:
+            cur = conn.execute(
+                "UPDATE experiments SET status = 'cancelled', body = json_set(body, '$.status', 'cancelled', "
+                "'$.status_reason', ?, '$.completed_at', ?) WHERE id = ? AND status IN ('queued', 'running')",
+                (reason, utcnow().isoformat(), experiment_id),
+            )
+            return cur.rowcount == 1
+
+    def experiment_status(self, experiment_id: str) -> str:
+        """Just the status (cheap, for polling)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT status FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"experiment {experiment_id!r} does not exist", param="id")
+        return str(row[0])
+
     def get_experiment(self, experiment_id: str) -> Experiment:
         """The experiment, or ``NotFound``."""
         with self._connect() as conn:

@@ -6,17 +6,34 @@ inputs into these calls and render what comes back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from engine.errors import Conflict, NotFound
+import polars as pl
+
+from engine import responses
+from engine.credentials import Credentials, load_credentials
+from engine.errors import ConfigError, Conflict, NotFound
 from engine.experiment import run_routing_only
 from engine.pricing import Catalog, load_catalog
-from engine.schema import Experiment, ExperimentCreate, LoggingMode, Project, RoutingConfigVersion, parse_body
+from engine.results import ROW_COLUMNS, PairStore, query_pairs
+from engine.schema import (
+    Experiment,
+    ExperimentCreate,
+    LoggingMode,
+    Preflight,
+    Project,
+    RoutingConfigVersion,
+    parse_body,
+)
 from engine.settings import Settings
+from engine.similarity import Histogram, histogram
 from engine.store import Store, utcnow
+
+ProgressFn = Callable[[int, int, float], None]
 
 #: The slug that ``promote`` writes new versions under.
 PRODUCTION_SLUG = "production"
@@ -29,6 +46,7 @@ class Services:
     settings: Settings
     logs_root: str
     pricing_path: Path
+    credentials_path: Path
     store: Store = field(init=False)
 
     def __post_init__(self) -> None:
@@ -39,10 +57,28 @@ class Services:
         """The pricing catalog (read once)."""
         return load_catalog(self.pricing_path)
 
+    @cached_property
+    def credentials(self) -> Credentials:
+        """The provider credentials (read once)."""
+        return load_credentials(self.credentials_path)
 
-def open_services(settings: Settings, *, logs: str | None = None, pricing: Path | None = None) -> Services:
-    """Services over ``settings``, with flag overrides for the log store and catalog."""
-    return Services(settings, logs_root=logs or settings.logs_root, pricing_path=pricing or settings.pricing)
+    def run_context(self, on_progress: ProgressFn | None = None) -> responses.RunContext:
+        """What a with-responses run needs."""
+        return responses.RunContext(
+            self.store, self.catalog, self.credentials, self.logs_root, self.settings, on_progress
+        )
+
+
+def open_services(
+    settings: Settings, *, logs: str | None = None, pricing: Path | None = None, credentials: Path | None = None
+) -> Services:
+    """Services over ``settings``, with flag overrides for the log store, catalog and credentials."""
+    return Services(
+        settings,
+        logs_root=logs or settings.logs_root,
+        pricing_path=pricing or settings.pricing,
+        credentials_path=credentials or settings.credentials,
+    )
 
 
 # projects -------------------------------------------------------------------------
@@ -83,14 +119,90 @@ def ensure_project(svc: Services, project_id: str) -> Project:
 
 
 # experiments ----------------------------------------------------------------------
-def create_experiment(svc: Services, body: Any, *, create_missing_project: bool = False) -> Experiment:
-    """Validate ``body`` (the ``POST /manage/v1/experiments`` shape) and run it."""
+def _spec_and_project(svc: Services, body: Any, create_missing_project: bool) -> tuple[ExperimentCreate, Project]:
     spec: ExperimentCreate = parse_body(ExperimentCreate, body)
-    if create_missing_project:
-        ensure_project(svc, spec.project_id)
-    else:
-        svc.store.get_project(spec.project_id)
-    return run_routing_only(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
+    project = ensure_project(svc, spec.project_id) if create_missing_project else svc.store.get_project(spec.project_id)
+    return spec, project
+
+
+def create_experiment(
+    svc: Services, body: Any, *, create_missing_project: bool = False, on_progress: ProgressFn | None = None
+) -> Experiment:
+    """Validate ``body`` (the ``POST /manage/v1/experiments`` shape) and run it to its end.
+
+    A with-responses run is validated and planned (window read, sample drawn)
+    before anything is stored, so bad input leaves no experiment behind.
+    """
+    spec, project = _spec_and_project(svc, body, create_missing_project)
+    if spec.mode == "routing_only":
+        return run_routing_only(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
+    responses.validate(spec, project, svc.settings)
+    planned = responses.plan(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
+    models = sorted(set(planned.sample.get_column("route_model").to_list()))
+    responses.endpoints_for(spec, models, svc.catalog, svc.credentials)  # unknown credential / missing key: refuse now
+    experiment = svc.store.put_experiment(responses.new_experiment(spec))
+    return responses.execute(experiment, svc.run_context(on_progress), planned)
+
+
+def preflight_experiment(svc: Services, body: Any, *, create_missing_project: bool = False) -> Preflight:
+    """Estimate a with-responses run (the body of ``POST /manage/v1/experiments/preflight``)."""
+    raw = dict(body) if isinstance(body, dict) else body
+    if isinstance(raw, dict):
+        raw.setdefault("mode", "with_responses")
+    spec, project = _spec_and_project(svc, raw, create_missing_project)
+    return responses.preflight(spec, project, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
+
+
+def resume_experiment(svc: Services, experiment_id: str, *, on_progress: ProgressFn | None = None) -> Experiment:
+    """Finish an interrupted with-responses run: recorded pairs are kept and never called again."""
+    experiment = svc.store.get_experiment(experiment_id)
+    if experiment.mode != "with_responses":
+        raise Conflict(f"experiment {experiment_id!r} is routing-only; nothing to resume", param="id")
+    if experiment.status not in ("queued", "running"):
+        raise Conflict(f"experiment {experiment_id!r} is {experiment.status}; only unfinished runs resume", param="id")
+    return responses.execute(experiment, svc.run_context(on_progress))
+
+
+def cancel_experiment(svc: Services, experiment_id: str, *, project_ids: list[str] | None = None) -> Experiment:
+    """Ask a queued or running experiment to stop; calls in flight finish and are recorded."""
+    experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
+    if not svc.store.cancel_experiment(experiment.id, "cancelled on request"):
+        raise Conflict(f"experiment {experiment_id!r} is {experiment.status}; it cannot be cancelled", param="id")
+    return svc.store.get_experiment(experiment.id)
+
+
+def _pairs(svc: Services, experiment: Experiment) -> pl.DataFrame:
+    if experiment.mode != "with_responses":
+        raise ConfigError(f"experiment {experiment.id!r} is routing-only: it has no per-pair results", param="id")
+    return PairStore(svc.settings.home, experiment.id).frame()
+
+
+def experiment_results(
+    svc: Services,
+    experiment_id: str,
+    *,
+    project_ids: list[str] | None = None,
+    include_texts: bool = False,
+    **query: Any,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of per-pair rows.
+
+    ``query`` takes ``sort``, ``candidate_status``, ``min_similarity``,
+    ``max_similarity``, ``limit`` and ``cursor`` (see ``engine.results.query_pairs``).
+    """
+    experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
+    page, cursor = query_pairs(_pairs(svc, experiment), **query)
+    columns = [*ROW_COLUMNS, "baseline_text", "candidate_text"] if include_texts else ROW_COLUMNS
+    return page.select(columns).to_dicts(), cursor
+
+
+def experiment_histogram(
+    svc: Services, experiment_id: str, *, threshold: float = 0.85, project_ids: list[str] | None = None
+) -> Histogram:
+    """The similarity histogram and headline at ``threshold``."""
+    experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
+    similarity = _pairs(svc, experiment).get_column("similarity").cast(pl.Float64).fill_null(float("nan"))
+    return histogram(similarity.to_numpy(), threshold)
 
 
 def get_experiment(svc: Services, experiment_id: str, *, project_ids: list[str] | None = None) -> Experiment:

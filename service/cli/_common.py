@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 from rich.console import Console
 
 from engine.settings import get_settings
@@ -29,20 +29,11 @@ PricingOpt = Annotated[
 ]
 
 
-def services(logs: str | None = None, pricing: Path | None = None) -> Services:
+def services(logs: str | None = None, pricing: Path | None = None, credentials: Path | None = None) -> Services:
     """Services from the environment's settings with these flag overrides."""
-    return open_services(get_settings(), logs=logs, pricing=pricing)
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Pydantic models (and lists of them) as plain JSON values."""
-    if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json")
-    if isinstance(obj, list):
-        return [to_jsonable(o) for o in obj]
-    return obj
+    return open_services(get_settings(), logs=logs, pricing=pricing, credentials=credentials)
 
 
 def print_json(obj: Any) -> None:
-    """Write ``obj`` as JSON to stdout (and nothing else)."""
-    sys.stdout.write(json.dumps(to_jsonable(obj), indent=2) + "\n")
+    """Write ``obj`` (models, rows, datetimes) as JSON to stdout, and nothing else."""
+    sys.stdout.write(json.dumps(to_jsonable_python(obj), indent=2) + "\n")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.schema import Experiment, Summary
+from engine.schema import Experiment, Preflight, Summary
+from engine.similarity import Histogram
 
 
 def _pct(value: float | None) -> Text:
@@ -36,6 +39,16 @@ def comparison(experiment: Experiment) -> Group:
         parts.append(Text(f"Hypothesis: {experiment.hypothesis}", style="italic"))
     if experiment.status_reason:
         parts.append(Text(experiment.status_reason, style="yellow"))
+    if experiment.mode == "with_responses":
+        cap = f" of ${experiment.spend_cap_usd:g} cap" if experiment.spend_cap_usd else ""
+        parts.append(
+            Text(
+                f"Pairs: {experiment.progress.done:,}/{experiment.progress.total:,}   "
+                f"spend: ${experiment.spend_usd:,.4f}{cap}"
+            )
+        )
+        if experiment.similarity_summary is not None:
+            parts.append(Text(experiment.similarity_summary.headline, style="bold cyan"))
     if base is None or cand is None or d is None:
         return Group(*parts)
     table = Table(title="Baseline vs candidate", title_justify="left")
@@ -88,3 +101,65 @@ def experiment_list(items: list[Experiment]) -> Table:
         delta = "" if e.deltas is None else _pct(e.deltas.cost_delta_pct)
         table.add_row(e.id, e.name, e.project_id, e.mode, e.status, e.candidate_policy, delta)
     return table
+
+
+def preflight_table(result: Preflight) -> Table:
+    """The estimate and caps of a with-responses preflight."""
+    e = result.estimate
+    table = Table(title="Preflight (with responses)", title_justify="left", show_header=False)
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    table.add_row("replayable rows in window", f"{e.row_count_in_window:,}")
+    table.add_row("effective sample", f"{e.effective_sample_size:,}")
+    table.add_row("per-call estimate", f"${e.per_call_estimate_usd:.7f}")
+    table.add_row("embedding cost", f"${e.embedding_cost_usd:.7f}")
+    table.add_row("estimated cost", f"${e.estimated_cost_usd:.4f}")
+    table.add_row("project spend cap", f"${result.spend_cap_usd:g}")
+    table.add_row("suggested spendCapUsd", f"${result.suggested_spend_cap_usd:.4f}")
+    table.add_row("requires confirmation", "yes" if result.requires_confirmation else "no")
+    table.add_row("auto-cancel ratio", f"{result.auto_cancel_ratio:g}x")
+    for note in e.notes:
+        table.add_row("note", Text(note, style="dim"))
+    return table
+
+
+def histogram_view(result: Histogram, width: int = 40) -> Group:
+    """Bars per similarity bucket and the headline."""
+    peak = max((b.count for b in result.buckets), default=0) or 1
+    table = Table(show_header=True, box=None)
+    table.add_column("similarity")
+    table.add_column("pairs", justify="right")
+    table.add_column("")
+    for b in result.buckets:
+        style = "green" if b.lower >= result.threshold else "yellow" if b.lower >= 0.6 else "red"
+        table.add_row(
+            f"[{b.lower:.1f}, {b.upper:.1f}{']' if b.upper >= 1 else ')'}",
+            f"{b.count:,}",
+            Text("█" * round(b.count / peak * width), style=style),
+        )
+    mean = "n/a" if result.mean_similarity is None else f"{result.mean_similarity:.3f}"
+    footer = Text(f"mean {mean}; {result.scored_count:,} scored, {result.unscored_count:,} unscored", style="dim")
+    return Group(Text(result.headline, style="bold cyan"), table, footer)
+
+
+def pairs_view(rows: list[dict[str, Any]]) -> Group:
+    """Pairs side by side: the baseline answer and the candidate's."""
+    parts: list[Table | Text] = []
+    for row in rows:
+        sim = "unscored" if row.get("similarity") is None else f"{row['similarity']:.3f}"
+        parts.append(
+            Text.assemble(
+                (f"{row['request_id']}", "bold"),
+                f"  similarity {sim}  {row['baseline_model']} → {row['candidate_model']} ({row['candidate_status']}"
+                + (f": {row['error_type']}" if row.get("error_type") else "")
+                + f")  cost ${row['baseline_cost_usd']:.5f} → ${row['candidate_cost_usd']:.5f}"
+                f"  latency {row['baseline_latency_ms']:,.0f} → {row['candidate_latency_ms']:,.0f} ms",
+            )
+        )
+        if "baseline_text" in row:
+            table = Table(show_header=True, expand=True)
+            table.add_column("baseline", ratio=1)
+            table.add_column("candidate", ratio=1)
+            table.add_row(row.get("baseline_text") or "", row.get("candidate_text") or "")
+            parts.append(table)
+    return Group(*parts)

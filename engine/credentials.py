@@ -1,0 +1,70 @@
+"""Provider credentials by id, read from a YAML file; API keys come from named environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import ConfigError
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+class Credential(BaseModel):
+    """Where and how to reach one provider account. The key itself is never stored here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vendor: Literal["openai"] = Field(description="`openai` = any OpenAI-compatible endpoint.")
+    base_url: str = Field(OPENAI_BASE_URL, description="The endpoint's base URL (…/v1).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    rate_limit_rps: float | None = Field(None, gt=0, description="Most requests per second to send.")
+
+    def api_key(self, credential_id: str) -> str:
+        """The key from the environment; local endpoints without ``api_key_env`` get a placeholder."""
+        if self.api_key_env is None:
+            return "not-needed"
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise ConfigError(
+                f"credential {credential_id!r} reads its API key from ${self.api_key_env}, which is not set",
+                param="provider_credential_id",
+            )
+        return value
+
+
+class Credentials(BaseModel):
+    """The credentials file."""
+
+    credentials: dict[str, Credential]
+
+    def get(self, credential_id: str) -> Credential:
+        """One credential; ``ConfigError`` naming the id when unknown."""
+        try:
+            return self.credentials[credential_id]
+        except KeyError:
+            raise ConfigError(
+                f"unknown provider credential {credential_id!r}; known: {', '.join(sorted(self.credentials))}",
+                param="provider_credential_id",
+            ) from None
+
+
+def load_credentials(path: str | Path) -> Credentials:
+    """Read and validate a credentials file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"credentials file {path} does not exist", param="credentials") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"credentials file {path} is not valid YAML: {exc}", param="credentials") from None
+    try:
+        return Credentials.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"credentials file {path}: {where}: {err['msg']}", param="credentials") from None

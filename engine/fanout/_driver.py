@@ -1,0 +1,107 @@
+"""The driver: feeds call workers with batches, streams outcomes back, stops on cap, cancel or timeout."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from engine.fanout._ray import ensure_ray
+from engine.fanout._tracker import spend_tracker
+from engine.fanout._worker import CallWorkerActor, Endpoint, Job, Outcome
+from engine.providers import RetryPolicy
+
+
+@dataclass(frozen=True)
+class FanoutOptions:
+    """How wide to fan out."""
+
+    workers: int = 2
+    concurrency: int = 64  # calls in flight per worker
+    batch_size: int = 16
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True)
+class FanoutReport:
+    """How a fan-out ended: ``stop`` is ``None`` when every job ran, else why it stopped."""
+
+    stop: str | None
+    cap_reached: bool
+    spent_usd: float
+    started: int
+    not_started: int
+
+
+def fan_out(
+    jobs: Sequence[Job],
+    *,
+    run_id: str,
+    cap_usd: float,
+    endpoints: dict[str, Endpoint],
+    on_outcomes: Callable[[list[Outcome]], str | None],
+    on_dispatch: Callable[[list[Job]], None] | None = None,
+    options: FanoutOptions | None = None,
+) -> FanoutReport:
+    """Run ``jobs`` on Ray call workers under one spend tracker with cap ``cap_usd``.
+
+    ``on_dispatch`` sees each batch just before it is sent (a crash journal);
+    ``on_outcomes`` receives each finished batch as it arrives (checkpoint,
+    progress) and returns a reason to stop (cancel, auto-cancel, timeout) or
+    ``None`` to go on. After a stop no new batch starts; batches in flight
+    finish and are reported, since their money is spent.
+    """
+    opts = options or FanoutOptions()
+    ensure_ray()
+    tracker = spend_tracker(f"rehearsal-spend-{run_id}", cap_usd)
+    actor: Any = ray.remote(CallWorkerActor)
+    workers: list[Any] = [
+        actor.options(num_cpus=0, max_concurrency=10_000).remote(
+            endpoints, tracker, concurrency=opts.concurrency, retry=opts.retry, share=1 / opts.workers
+        )
+        for _ in range(opts.workers)
+    ]
+    batches = [list(jobs[i : i + opts.batch_size]) for i in range(0, len(jobs), opts.batch_size)]
+    per_worker = math.ceil(opts.concurrency / opts.batch_size) + 1
+    in_flight: dict[Any, int] = {}
+    load = [0] * len(workers)
+    stop: str | None = None
+    cap_reached = False
+    started = not_started = 0
+    try:
+        while batches or in_flight:
+            while stop is None and batches and min(load) < per_worker:
+                w = load.index(min(load))
+                batch = batches.pop(0)
+                if on_dispatch is not None:
+                    on_dispatch(batch)
+                in_flight[workers[w].run.remote(batch)] = w
+                load[w] += 1
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
+            for ref in done:
+                load[in_flight.pop(ref)] -= 1
+                outcomes: list[Outcome] = ray.get(ref)
+                refused = [o for o in outcomes if not o.started]
+                ran = [o for o in outcomes if o.started]
+                started += len(ran)
+                not_started += len(refused)
+                if refused and not cap_reached:
+                    cap_reached = True
+                    stop = stop or "cap"
+                reason = on_outcomes(ran) if ran else None
+                stop = stop or reason
+            if not done and stop is None:
+                stop = on_outcomes([])
+            if stop is not None and batches:
+                ray.get(tracker.close.remote())
+                not_started += sum(len(b) for b in batches)
+                batches.clear()
+        spent = float(ray.get(tracker.snapshot.remote())["spent_usd"])
+    finally:
+        for handle in workers:
+            ray.kill(handle)
+        ray.kill(tracker)
+    return FanoutReport(stop, cap_reached, spent, started, not_started)

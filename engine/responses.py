@@ -1,0 +1,603 @@
+"""With-responses experiments: sample real prompts, call the candidate under a hard cap, score similarity.
+
+``plan`` reads the window and draws the sample; ``preflight`` prices it;
+``execute`` fans the calls out on Ray, checkpoints every batch, stops on the
+cap, a projected overrun, a cancel or the hard timeout, then embeds and
+scores the pairs. Re-running an interrupted experiment skips every pair that
+is already recorded, so no pair is paid for twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from engine.credentials import Credentials
+from engine.errors import ConfigError, EmptyWindowError
+from engine.experiment import candidate_policy, window_of
+from engine.fanout import Endpoint, FanoutOptions, Job, Outcome, Price, fan_out
+from engine.logs import load_window
+from engine.pricing import Catalog
+from engine.providers import ChatCall, RetryPolicy
+from engine.replay import REPLAY_COLUMNS, candidate_rows
+from engine.results import PairStore
+from engine.routing import Policy, RoutingContext
+from engine.schema import (
+    Deltas,
+    Experiment,
+    ExperimentCreate,
+    Preflight,
+    PreflightEstimate,
+    Progress,
+    Project,
+    SimilaritySummary,
+    Summary,
+)
+from engine.settings import Settings
+from engine.similarity import EmbeddingCache, get_embedder, histogram, score_pairs
+from engine.store import Store, new_id, utcnow
+
+AUTO_CANCEL_RATIO = 1.5
+#: Projected spend is checked after every this many settled pairs.
+AUTO_CANCEL_EVERY = 50
+#: The guide's floor for suggested caps, so penny-sized runs are not cancelled at fractions of a cent.
+SUGGESTED_CAP_FLOOR_USD = 0.05
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+#: Characters per token, for estimating embedding tokens from text length.
+CHARS_PER_TOKEN = 4.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sampled pairs of a with-responses run and what they should cost."""
+
+    sample: pl.DataFrame
+    row_count: int
+    per_call_estimate_usd: float
+    embedding_cost_usd: float
+    notes: list[str]
+
+    @property
+    def effective(self) -> int:
+        """Pairs the run will make."""
+        return self.sample.height
+
+
+def validate(spec: ExperimentCreate, project: Project, settings: Settings) -> None:
+    """The create-time rules of with-responses runs; a ``ConfigError`` names the field."""
+    if project.logging_mode == "metadata_only":
+        raise ConfigError(
+            f"project {project.id!r} logs metadata only: with_responses needs logged prompts and answers "
+            "(logging mode 'full')",
+            param="mode",
+        )
+    if spec.spend_cap_usd is None:
+        raise ConfigError("spendCapUsd is required for with_responses experiments", param="spendCapUsd")
+    if spec.spend_cap_usd > project.experiment_spend_cap_usd:
+        raise ConfigError(
+            f"spendCapUsd {spec.spend_cap_usd:g} is above the project's experiment_spend_cap_usd "
+            f"{project.experiment_spend_cap_usd:g}",
+            param="spendCapUsd",
+        )
+    size = spec.sample.size if spec.sample else settings.sample_min
+    if not settings.sample_min <= size <= settings.sample_max:
+        raise ConfigError(
+            f"sample.size must be between {settings.sample_min:,} and {settings.sample_max:,} (got {size:,})",
+            param="sample.size",
+        )
+
+
+def _credential_of(config: Any, model: str) -> str | None:
+    """The ``provider_credential_id`` the candidate config gives ``model``, if any."""
+    if isinstance(config, Mapping):
+        if config.get("model") == model and config.get("provider_credential_id"):
+            return str(config["provider_credential_id"])
+        children: Any = config.values()
+    elif isinstance(config, list):
+        children = config
+    else:
+        return None
+    for child in children:
+        found = _credential_of(child, model)
+        if found:
+            return found
+    return None
+
+
+def endpoints_for(
+    spec: ExperimentCreate, models: list[str], catalog: Catalog, credentials: Credentials
+) -> tuple[dict[str, str], dict[str, Endpoint]]:
+    """Credential id per model (from the config, else ``pc_<vendor>_default``) and the endpoints they name."""
+    by_model: dict[str, str] = {}
+    endpoints: dict[str, Endpoint] = {}
+    for model in models:
+        credential_id = _credential_of(spec.candidate_config, model)
+        if credential_id is None:
+            credential_id = f"pc_{catalog.price(model).provider}_default"
+        credential = credentials.get(credential_id)
+        by_model[model] = credential_id
+        endpoints[credential_id] = Endpoint(
+            credential.base_url, credential.api_key(credential_id), credential.rate_limit_rps
+        )
+    return by_model, endpoints
+
+
+def _stable_key(seed: int) -> pl.Expr:
+    return pl.col("request_id").hash(seed)
+
+
+def draw_sample(rows: pl.DataFrame, size: int, method: str, seed: int) -> pl.DataFrame:
+    """A seeded sample: ``random``, or ``stratified`` (proportional by baseline model, largest remainder)."""
+    ordered = rows.with_columns(_key=_stable_key(seed)).sort("_key", "request_id")
+    if size >= rows.height:
+        return ordered.drop("_key")
+    if method == "random":
+        return ordered.head(size).drop("_key")
+    counts = rows.group_by("model").len().sort("model")
+    exact = counts.get_column("len").to_numpy() * size / rows.height
+    quota = np.floor(exact).astype(int)
+    remainder = size - int(quota.sum())
+    order = np.lexsort((np.arange(len(exact)), -(exact - quota)))  # largest remainders first, then by name
+    quota[order[:remainder]] += 1
+    quotas = dict(zip(counts.get_column("model").to_list(), quota.tolist(), strict=True))
+    return (
+        ordered.with_columns(_rank=pl.int_range(pl.len()).over("model"))
+        .filter(pl.col("_rank") < pl.col("model").replace_strict(quotas, return_dtype=pl.Int64))
+        .drop("_key", "_rank")
+    )
+
+
+def _estimated_costs(policy: Policy, ctx: RoutingContext) -> pl.Expr:
+    """Each row's cost at its route model's list prices (actual cost where the model is not priced)."""
+    branches: list[pl.Expr] = [
+        pl.when(pl.col("route_model") == m).then(ctx.estimated_cost(m)) for m in sorted(policy.models())
+    ]
+    return pl.coalesce([*branches, pl.col("cost_usd")])
+
+
+def plan(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> Plan:
+    """Read the window, route it, keep replayable rows and draw the sample."""
+    policy = candidate_policy(spec, store)
+    window = window_of(spec)
+    columns = [*REPLAY_COLUMNS, "request_json", "response_text", *sorted(policy.columns() | window.filters.columns)]
+    frame = load_window(logs_root, window, columns)
+    ctx = RoutingContext(catalog, frame)
+    replayable = (
+        candidate_rows(frame, policy, ctx)
+        .with_columns(estimated_cost_usd=_estimated_costs(policy, ctx))
+        .filter(
+            pl.col("request_json").is_not_null() & pl.col("response_text").is_not_null() & (pl.col("status") == "ok")
+        )
+        .collect()
+    )
+    if replayable.height == 0:
+        raise EmptyWindowError(
+            f"the window has {frame.height:,} rows but none is replayable (prompt and answer logged, status ok)",
+            param="windowStart",
+        )
+    sample_spec = spec.sample
+    size = sample_spec.size if sample_spec else 1000
+    sample = draw_sample(
+        replayable, size, sample_spec.method if sample_spec else "random", sample_spec.seed if sample_spec else 0
+    )
+    notes = []
+    if sample.height < size:
+        notes.append(
+            f"The window has {replayable.height:,} replayable rows, so the run makes {sample.height:,} pairs, "
+            f"not {size:,}."
+        )
+    per_call = _mean(replayable.get_column("estimated_cost_usd"))
+    embedding_cost = 0.0
+    embedder = spec.embedding_model or DEFAULT_EMBEDDER
+    if embedder.startswith("openai:"):
+        price = catalog.embeddings.get(embedder.removeprefix("openai:"))
+        if price is None:
+            raise ConfigError(f"no price for embedding model {embedder!r} in the catalog", param="embeddingModel")
+        chars = _mean(replayable.get_column("response_text").str.len_chars())
+        embedding_cost = price.input_per_mtok * (2 * chars / CHARS_PER_TOKEN) * sample.height / 1e6
+    return Plan(sample, replayable.height, per_call, embedding_cost, notes)
+
+
+def _mean(series: pl.Series) -> float:
+    value = series.mean()
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def preflight(spec: ExperimentCreate, project: Project, *, store: Store, catalog: Catalog, logs_root: str) -> Preflight:
+    """Price a with-responses run before it is created (DESIGN §6 formulas)."""
+    planned = plan(spec, store=store, catalog=catalog, logs_root=logs_root)
+    estimated = planned.per_call_estimate_usd * planned.effective + planned.embedding_cost_usd
+    cap = project.experiment_spend_cap_usd
+    return Preflight(
+        estimate=PreflightEstimate(
+            estimated_cost_usd=estimated,
+            effective_sample_size=planned.effective,
+            row_count_in_window=planned.row_count,
+            per_call_estimate_usd=planned.per_call_estimate_usd,
+            embedding_cost_usd=planned.embedding_cost_usd,
+            notes=planned.notes,
+        ),
+        spend_cap_usd=cap,
+        suggested_spend_cap_usd=min(max(2 * estimated, SUGGESTED_CAP_FLOOR_USD), cap),
+        requires_confirmation=estimated > cap,
+        auto_cancel_ratio=AUTO_CANCEL_RATIO,
+    )
+
+
+def _call_body(request_json: str) -> dict[str, Any]:
+    body = json.loads(request_json)
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        raise ValueError("request_json is not a chat request")
+    return body
+
+
+def _reservation(row: Mapping[str, Any], body: Mapping[str, Any], price: Price) -> float:
+    """A call's estimate to reserve: its prompt and a generous answer (``max_tokens`` when the request sets one)."""
+    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    output = int(max_tokens) if max_tokens else 2 * int(row["output_tokens"]) + 256
+    return price.cost(int(row["input_tokens"]), int(row["cached_input_tokens"]), output)
+
+
+def build_jobs(sample: pl.DataFrame, catalog: Catalog, credential_of: dict[str, str], skip: set[str]) -> Iterator[Job]:
+    """One job per sampled row not yet recorded."""
+    for row in sample.iter_rows(named=True):
+        if row["request_id"] in skip:
+            continue
+        model = row["route_model"]
+        p = catalog.price(model)
+        price = Price(p.input_per_mtok, p.cached_rate, p.output_per_mtok)
+        body = _call_body(row["request_json"])
+        call = ChatCall(pair_id=row["request_id"], model=model, body=body)
+        yield Job(call, credential_of[model], _reservation(row, body, price), price)
+
+
+def pair_row(outcome: Outcome, base: Mapping[str, Any]) -> dict[str, Any]:
+    """A results row from a call's outcome and its log row."""
+    result = outcome.result
+    assert result is not None
+    return {
+        "request_id": base["request_id"],
+        "timestamp": base["timestamp"],
+        "baseline_model": base["model"],
+        "candidate_model": outcome.job.call.model,
+        "baseline_cost_usd": base["cost_usd"],
+        "candidate_cost_usd": outcome.cost_usd,
+        "cost_delta_usd": outcome.cost_usd - base["cost_usd"],
+        "baseline_latency_ms": base["latency_ms"],
+        "candidate_latency_ms": result.latency_ms,
+        "candidate_status": result.status,
+        "error_type": result.error_type,
+        "candidate_input_tokens": result.input_tokens,
+        "candidate_output_tokens": result.output_tokens,
+        "attempts": result.attempts,
+        "request_json": base["request_json"],
+        "baseline_text": base["response_text"],
+        "candidate_text": result.text,
+        "similarity": None,
+    }
+
+
+def interrupted_row(base: Mapping[str, Any]) -> dict[str, Any]:
+    """A results row for a pair whose call was sent but never came back before a crash."""
+    return {
+        "request_id": base["request_id"],
+        "timestamp": base["timestamp"],
+        "baseline_model": base["model"],
+        "candidate_model": base["route_model"],
+        "baseline_cost_usd": base["cost_usd"],
+        "candidate_cost_usd": 0.0,
+        "cost_delta_usd": -base["cost_usd"],
+        "baseline_latency_ms": base["latency_ms"],
+        "candidate_latency_ms": None,
+        "candidate_status": "error",
+        "error_type": "interrupted",
+        "candidate_input_tokens": 0,
+        "candidate_output_tokens": 0,
+        "attempts": 1,
+        "request_json": base["request_json"],
+        "baseline_text": base["response_text"],
+        "candidate_text": None,
+        "similarity": None,
+    }
+
+
+@dataclass
+class _Watch:
+    """Decides, after each batch, whether the run must stop (cancel, timeout, projected overrun)."""
+
+    experiment_id: str
+    store: Store
+    cap_usd: float
+    total: int
+    timeout_s: float
+    done: int = 0
+    spent: float = 0.0
+    checked_at: int = 0
+    started: float = field(default_factory=time.monotonic)
+    reason: str | None = None
+
+    def __call__(self, batch_done: int, batch_spent: float) -> str | None:
+        self.done += batch_done
+        self.spent += batch_spent
+        if self.store.experiment_status(self.experiment_id) == "cancelled":
+            return self._stop("cancel", "cancelled on request")
+        if time.monotonic() - self.started > self.timeout_s:
+            return self._stop(
+                "timeout", f"hard timeout: the run passed {self.timeout_s / 60:g} minutes with {self.done:,} pairs done"
+            )
+        if self.done - self.checked_at >= AUTO_CANCEL_EVERY:
+            self.checked_at = self.done - self.done % AUTO_CANCEL_EVERY
+            projected = self.spent / self.done * self.total
+            if projected > AUTO_CANCEL_RATIO * self.cap_usd:
+                return self._stop(
+                    "auto_cancel",
+                    f"auto-cancelled: projected spend ${projected:.4f} for {self.total:,} pairs exceeds "
+                    f"{AUTO_CANCEL_RATIO:g} x the spend cap ${self.cap_usd:g} (spent ${self.spent:.4f} on "
+                    f"{self.done:,} pairs)",
+                )
+        return None
+
+    def _stop(self, kind: str, reason: str) -> str:
+        self.reason = reason
+        return kind
+
+
+def _side_summary(
+    n: int, cost: pl.Series, latency: pl.Series, errors: int, routes: pl.Series, in_tok: int, out_tok: int
+) -> Summary:
+    measured = latency.drop_nulls()
+    p50, p95 = np.percentile(measured.to_numpy(), [50, 95]) if measured.len() else (0.0, 0.0)
+    shares = routes.value_counts(normalize=True, name="share").sort("share", descending=True)
+    total = float(cost.sum())
+    return Summary(
+        request_count=n,
+        cost_usd=total,
+        cost_per_request_usd=total / n if n else 0.0,
+        latency_p50_ms=float(p50),
+        latency_p95_ms=float(p95),
+        error_rate=errors / n if n else 0.0,
+        input_tokens=in_tok,
+        output_tokens=out_tok,
+        route_distribution={str(k): float(v) for k, v in shares.iter_rows()},
+    )
+
+
+def summaries(pairs: pl.DataFrame, sample: pl.DataFrame, notes: list[str]) -> tuple[Summary, Summary, Deltas]:
+    """Baseline vs candidate over the pairs actually made, with real candidate cost and latency."""
+    from engine.replay import deltas
+
+    base = pairs.join(
+        sample.select("request_id", "provider", "route_provider", "input_tokens", "output_tokens"), on="request_id"
+    )
+    n = base.height
+    baseline = _side_summary(
+        n,
+        base.get_column("baseline_cost_usd"),
+        base.get_column("baseline_latency_ms"),
+        0,
+        base.select(pl.concat_str("baseline_model", "provider", separator=":")).to_series(),
+        int(base.get_column("input_tokens").sum()),
+        int(base.get_column("output_tokens").sum()),
+    )
+    candidate = _side_summary(
+        n,
+        base.get_column("candidate_cost_usd"),
+        base.get_column("candidate_latency_ms"),
+        int((base.get_column("candidate_status") != "ok").sum()),
+        base.select(
+            pl.concat_str("candidate_model", pl.col("route_provider").fill_null("unknown"), separator=":")
+        ).to_series(),
+        int(base.get_column("candidate_input_tokens").sum()),
+        int(base.get_column("candidate_output_tokens").sum()),
+    )
+    return baseline, candidate, deltas(baseline, candidate, notes)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What ``execute`` needs besides the experiment."""
+
+    store: Store
+    catalog: Catalog
+    credentials: Credentials
+    logs_root: str
+    settings: Settings
+    on_progress: Callable[[int, int, float], None] | None = None
+
+
+def spec_of(experiment: Experiment) -> ExperimentCreate:
+    """The create body an experiment was made from."""
+    fields = {
+        "name",
+        "project_id",
+        "candidate_policy",
+        "candidate_config",
+        "window_start",
+        "window_end",
+        "mode",
+        "filters",
+        "hypothesis",
+        "sample",
+        "spend_cap_usd",
+        "embedding_model",
+    }
+    return ExperimentCreate.model_validate(experiment.model_dump(include=fields))
+
+
+def new_experiment(spec: ExperimentCreate) -> Experiment:
+    """A queued experiment for ``spec``."""
+    return Experiment(
+        id=new_id("exp"),
+        name=spec.name or f"{spec.candidate_policy} with responses",
+        project_id=spec.project_id,
+        mode=spec.mode,
+        status="queued",
+        candidate_policy=spec.candidate_policy,
+        candidate_config=spec.candidate_config,
+        window_start=spec.window_start,
+        window_end=spec.window_end,
+        filters=spec.filters,
+        hypothesis=spec.hypothesis,
+        sample=spec.sample,
+        spend_cap_usd=spec.spend_cap_usd,
+        embedding_model=spec.embedding_model,
+        created_at=utcnow(),
+    )
+
+
+def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None) -> Experiment:
+    """Run (or resume) a with-responses experiment to its end and store the outcome."""
+    spec = spec_of(experiment)
+    assert spec.spend_cap_usd is not None
+    planned = planned or plan(spec, store=ctx.store, catalog=ctx.catalog, logs_root=ctx.logs_root)
+    results = PairStore(ctx.settings.home, experiment.id)
+    base_rows = {r["request_id"]: r for r in planned.sample.iter_rows(named=True)}
+    notes = list(planned.notes)
+    recorded_ids = results.done_ids()
+    interrupted = sorted((results.started_ids() - recorded_ids) & set(base_rows))
+    if interrupted:
+        # Sent before a crash but never recorded: the provider may have charged for them, so they are
+        # not called again; they count as errors of unknown cost.
+        results.append([interrupted_row(base_rows[i]) for i in interrupted])
+        notes.append(
+            f"{len(interrupted):,} calls were in flight when an earlier run stopped; they are recorded as "
+            "errors (interrupted) and not called again, and their cost is unknown."
+        )
+    recorded = results.frame()
+    spent_before = float(recorded.get_column("candidate_cost_usd").sum() or 0.0)
+    models = sorted(set(planned.sample.get_column("route_model").to_list()))
+    credential_of, endpoints = endpoints_for(spec, models, ctx.catalog, ctx.credentials)
+    jobs = list(
+        build_jobs(planned.sample, ctx.catalog, credential_of, set(recorded.get_column("request_id").to_list()))
+    )
+    total = planned.effective
+    running = experiment.model_copy(
+        update={
+            "status": "running",
+            "started_at": experiment.started_at or utcnow(),
+            "notes": notes,
+            "progress": Progress(done=recorded.height, total=total),
+            "spend_usd": spent_before,
+        }
+    )
+    ctx.store.put_experiment(running)
+    watch = _Watch(
+        experiment.id,
+        ctx.store,
+        spec.spend_cap_usd,
+        total,
+        ctx.settings.run_timeout_s,
+        done=recorded.height,
+        spent=spent_before,
+        checked_at=recorded.height,
+    )
+
+    def on_outcomes(outcomes: list[Outcome]) -> str | None:
+        if outcomes:
+            results.append([pair_row(o, base_rows[o.job.call.pair_id]) for o in outcomes])
+        stop = watch(len(outcomes), sum(o.cost_usd for o in outcomes))
+        ctx.store.update_progress(experiment.id, done=watch.done, total=total, spend_usd=watch.spent)
+        if ctx.on_progress is not None:
+            ctx.on_progress(watch.done, total, watch.spent)
+        return stop
+
+    report = None
+    if jobs:
+        report = fan_out(
+            jobs,
+            run_id=experiment.id,
+            cap_usd=max(spec.spend_cap_usd - spent_before, 0.0),
+            endpoints=endpoints,
+            on_outcomes=on_outcomes,
+            on_dispatch=lambda batch: results.mark_started([j.call.pair_id for j in batch]),
+            options=FanoutOptions(
+                workers=ctx.settings.workers,
+                concurrency=ctx.settings.concurrency,
+                retry=RetryPolicy(
+                    max_attempts=ctx.settings.max_attempts,
+                    backoff_s=ctx.settings.retry_backoff_s,
+                    timeout_s=ctx.settings.call_timeout_s,
+                ),
+            ),
+        )
+    return _finish(running, planned, results, watch, report, spec, ctx)
+
+
+def _finish(
+    running: Experiment,
+    planned: Plan,
+    results: PairStore,
+    watch: _Watch,
+    report: Any,
+    spec: ExperimentCreate,
+    ctx: RunContext,
+) -> Experiment:
+    pairs = results.frame()
+    notes = list(running.notes)
+    embedder_name = spec.embedding_model or ctx.settings.embedding_model
+    api_key = base_url = None
+    if embedder_name.startswith("openai:"):
+        credential = ctx.credentials.get("pc_openai_default")
+        api_key, base_url = credential.api_key("pc_openai_default"), credential.base_url
+    embedder = get_embedder(embedder_name, catalog=ctx.catalog, api_key=api_key, base_url=base_url)
+    cache = EmbeddingCache(ctx.settings.home / "embeddings.sqlite")
+    ok = pairs.get_column("candidate_status") == "ok"
+    scored = score_pairs(
+        embedder,
+        pairs.get_column("baseline_text").to_list(),
+        [
+            t if good else None
+            for t, good in zip(pairs.get_column("candidate_text").to_list(), ok.to_list(), strict=True)
+        ],
+        cache,
+    )
+    embedding_spend = scored.tokens * embedder.price_per_mtok / 1e6
+    pairs = pairs.with_columns(similarity=pl.Series(scored.similarity).fill_nan(None))
+    results.write_final(pairs)
+    hist = histogram(pairs.get_column("similarity").fill_null(np.nan).to_numpy())
+    spent = float(pairs.get_column("candidate_cost_usd").sum() or 0.0) + embedding_spend
+    status, reason = "completed", None
+    if report is not None and report.stop == "cap":
+        status = "cancelled"
+        reason = (
+            f"spend cap reached: the next calls would pass spendCapUsd ${spec.spend_cap_usd:g}; spent "
+            f"${spent:.4f} with {pairs.height:,} of {planned.effective:,} pairs done"
+        )
+    elif report is not None and report.stop is not None:
+        status, reason = ("failed" if report.stop == "timeout" else "cancelled"), watch.reason
+    baseline: Summary | None = None
+    candidate: Summary | None = None
+    deltas: Deltas | None = None
+    if pairs.height:
+        baseline, candidate, deltas = summaries(pairs, planned.sample, notes)
+    if ctx.store.experiment_status(running.id) == "cancelled" and status == "completed":
+        status, reason = "cancelled", "cancelled on request"
+    finished = running.model_copy(
+        update={
+            "status": status,
+            "status_reason": reason,
+            "progress": Progress(done=pairs.height, total=planned.effective),
+            "spend_usd": spent,
+            "baseline_summary": baseline,
+            "candidate_summary": candidate,
+            "deltas": deltas,
+            "notes": notes,
+            "embedding_model": embedder.name,
+            "similarity_summary": SimilaritySummary(
+                mean_similarity=hist.mean_similarity,
+                scored_count=hist.scored_count,
+                unscored_count=hist.unscored_count,
+                threshold=hist.threshold,
+                agreement=hist.agreement,
+                headline=hist.headline,
+            ),
+            "completed_at": utcnow(),
+        }
+    )
+    return ctx.store.put_experiment(finished)

@@ -1,0 +1,163 @@
+"""Per-pair results of with-responses experiments: Parquet checkpoints, then one scored file.
+
+Layout: ``<home>/results/<experiment_id>/part-NNNNNN.parquet`` while calls
+arrive (each batch written atomically), ``pairs.parquet`` once scored.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from engine.errors import ConfigError
+
+PAIR_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.String(),
+    "timestamp": pl.Datetime("us", "UTC"),
+    "baseline_model": pl.String(),
+    "candidate_model": pl.String(),
+    "baseline_cost_usd": pl.Float64(),
+    "candidate_cost_usd": pl.Float64(),
+    "cost_delta_usd": pl.Float64(),
+    "baseline_latency_ms": pl.Float64(),
+    "candidate_latency_ms": pl.Float64(),
+    "candidate_status": pl.String(),
+    "error_type": pl.String(),
+    "candidate_input_tokens": pl.Int64(),
+    "candidate_output_tokens": pl.Int64(),
+    "attempts": pl.Int64(),
+    "request_json": pl.String(),
+    "baseline_text": pl.String(),
+    "candidate_text": pl.String(),
+    "similarity": pl.Float64(),
+}
+#: Columns of a results row in lists (the two texts only on the single-pair view).
+ROW_COLUMNS = [c for c in PAIR_SCHEMA if c not in ("request_json", "baseline_text", "candidate_text")]
+
+Sort = Literal[
+    "similarity_asc", "similarity_desc", "cost_delta_desc", "cost_delta_asc", "timestamp_desc", "timestamp_asc"
+]
+SORTS: dict[str, tuple[str, bool]] = {
+    "similarity_asc": ("similarity", False),
+    "similarity_desc": ("similarity", True),
+    "cost_delta_desc": ("cost_delta_usd", True),
+    "cost_delta_asc": ("cost_delta_usd", False),
+    "timestamp_desc": ("timestamp", True),
+    "timestamp_asc": ("timestamp", False),
+}
+
+
+class PairStore:
+    """The result files of one experiment."""
+
+    def __init__(self, home: Path, experiment_id: str) -> None:
+        self.dir = home / "results" / experiment_id
+        self.final = self.dir / "pairs.parquet"
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.dir.glob("part-*.parquet")) if self.dir.is_dir() else []
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Checkpoint a batch of pairs (atomic: a crash never leaves half a file)."""
+        if not rows:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        index = len(self._parts())
+        target = self.dir / f"part-{index:06d}.parquet"
+        tmp = target.with_suffix(".tmp")
+        pl.DataFrame(list(rows), schema=PAIR_SCHEMA).write_parquet(tmp)
+        os.replace(tmp, target)
+
+    def frame(self) -> pl.DataFrame:
+        """Every recorded pair (scored file if present, else the checkpoints)."""
+        if self.final.exists():
+            return pl.read_parquet(self.final)
+        parts = self._parts()
+        if not parts:
+            return pl.DataFrame(schema=PAIR_SCHEMA)
+        return pl.concat([pl.read_parquet(p) for p in parts], how="vertical")
+
+    @property
+    def journal(self) -> Path:
+        """Pair ids written just before their calls are sent (one per line)."""
+        return self.dir / "started.txt"
+
+    def mark_started(self, ids: Sequence[str]) -> None:
+        """Journal pairs about to be called, so a crash cannot lead to calling (and paying for) them again."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self.journal.open("a", encoding="utf-8") as fh:
+            fh.write("".join(f"{i}\n" for i in ids))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def started_ids(self) -> set[str]:
+        """Every pair whose call was ever sent."""
+        return set(self.journal.read_text().split()) if self.journal.exists() else set()
+
+    def done_ids(self) -> set[str]:
+        """Pairs already recorded: a resumed run never calls them again."""
+        return set(self.frame().get_column("request_id").to_list())
+
+    def write_final(self, frame: pl.DataFrame) -> None:
+        """Replace the checkpoints with the scored file."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.final.with_suffix(".tmp")
+        frame.select(list(PAIR_SCHEMA)).write_parquet(tmp)
+        os.replace(tmp, self.final)
+        for part in self._parts():
+            part.unlink()
+
+
+def encode_cursor(offset: int) -> str:
+    """An opaque cursor for the next page."""
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The offset a cursor points at; ``ConfigError`` when it is not one of ours."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if not text.startswith("o:"):
+            raise ValueError(text)
+        return int(text[2:])
+    except ValueError:
+        raise ConfigError(f"invalid cursor {cursor!r}", param="cursor") from None
+
+
+def query_pairs(
+    frame: pl.DataFrame,
+    *,
+    sort: str = "timestamp_desc",
+    candidate_status: str = "any",
+    min_similarity: float | None = None,
+    max_similarity: float | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[pl.DataFrame, str | None]:
+    """Filter, sort and page pairs; any similarity filter excludes unscored rows."""
+    if sort not in SORTS:
+        raise ConfigError(f"sort must be one of: {', '.join(SORTS)}", param="sort")
+    if candidate_status not in ("ok", "error", "any"):
+        raise ConfigError("candidate_status must be ok, error or any", param="candidate_status")
+    if not 1 <= limit <= 1000:
+        raise ConfigError("limit must be between 1 and 1000", param="limit")
+    out = frame
+    if candidate_status != "any":
+        out = out.filter(pl.col("candidate_status") == candidate_status)
+    if min_similarity is not None:
+        out = out.filter(pl.col("similarity") >= min_similarity)
+    if max_similarity is not None:
+        out = out.filter(pl.col("similarity") <= max_similarity)
+    column, descending = SORTS[sort]
+    out = out.sort([column, "request_id"], descending=[descending, False], nulls_last=True)
+    offset = decode_cursor(cursor)
+    page = out.slice(offset, limit)
+    more = offset + limit < out.height
+    return page, (encode_cursor(offset + limit) if more else None)

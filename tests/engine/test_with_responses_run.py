@@ -1,0 +1,162 @@
+"""With-responses runs end to end: real local Ray, the loopback simulator, the real embedding model."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import ray
+
+from engine.fanout import ensure_ray
+from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer
+from engine.results import PairStore
+from engine.settings import Settings
+from service import core
+from tests.conftest import STORE_END
+
+PROFILES = {
+    "gpt-4o-mini": SimProfile(divergence=Divergence(close=0.6, mild=0.3, far=0.1)),
+    "gpt-4.1-nano": SimProfile(
+        rate_limit=0.15,
+        server_error=0.1,
+        malformed=0.05,
+        timeout=0.05,
+        hang_s=0,
+        retry_after_s=0,
+        divergence=Divergence(close=0.2, mild=0.4, far=0.4),
+    ),
+    "gpt-4.1-mini": SimProfile(verbosity=8.0),
+}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    ensure_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with SimServer(SimConfig(models=PROFILES, time_scale=0)) as server:
+        yield server
+
+
+@pytest.fixture
+def svc(tmp_path: Path, log_store: Path, sim: SimServer, ray_cluster: None) -> core.Services:
+    credentials = tmp_path / "credentials.yaml"
+    credentials.write_text(f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{sim.base_url}'}}\n")
+    settings = Settings(home=tmp_path / "home", sample_min=1, retry_backoff_s=0, workers=2, concurrency=16)
+    svc = core.open_services(settings, logs=str(log_store), credentials=credentials)
+    core.create_project(svc, "demo")
+    return svc
+
+
+def body(model: str, size: int, cap: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": f"{model} quality check",
+        "projectId": "demo",
+        "candidatePolicy": "single",
+        "candidateConfig": {"model": model, "provider_credential_id": "pc_openai_default"},
+        "windowStart": "2026-04-12T00:00:00Z",
+        "windowEnd": f"{STORE_END}T00:00:00Z",
+        "mode": "with_responses",
+        "sample": {"size": size, "method": "random", "seed": 3},
+        "spendCapUsd": cap,
+        **extra,
+    }
+
+
+def test_a_clean_run_scores_every_pair(svc: core.Services, sim: SimServer) -> None:
+    progress: list[tuple[int, int, float]] = []
+    experiment = core.create_experiment(svc, body("gpt-4o-mini", 120, 1.0), on_progress=lambda *a: progress.append(a))
+    assert experiment.status == "completed", experiment.status_reason
+    assert experiment.progress.done == experiment.progress.total == 120
+    assert progress[-1][:2] == (120, 120)
+    pairs = PairStore(svc.settings.home, experiment.id).frame()
+    assert pairs.height == 120 and pairs["request_id"].n_unique() == 120
+    # Spend is auditable pair by pair: usage x price, summed.
+    assert experiment.spend_usd == pytest.approx(pairs["candidate_cost_usd"].sum())
+    price = svc.catalog.models["gpt-4o-mini"]
+    row = pairs.row(0, named=True)
+    assert row["candidate_cost_usd"] == pytest.approx(
+        (row["candidate_input_tokens"] * price.input_per_mtok + row["candidate_output_tokens"] * price.output_per_mtok)
+        / 1e6
+    )
+    summary = experiment.similarity_summary
+    assert summary is not None and summary.scored_count == 120 and summary.unscored_count == 0
+    # Mostly close answers: high similarity, and the far ones show as a low tail.
+    assert summary.mean_similarity is not None and summary.mean_similarity > 0.7
+    assert pairs["similarity"].min() < 0.5
+    hist = core.experiment_histogram(svc, experiment.id, threshold=0.85)
+    assert sum(b.count for b in hist.buckets) == hist.scored_count == 120
+    worst, cursor = core.experiment_results(svc, experiment.id, sort="similarity_asc", limit=5)
+    assert [r["similarity"] for r in worst] == sorted(r["similarity"] for r in worst)
+    assert cursor is not None
+    calls = Counter(c.pair_id for c in sim.calls if c.model == "gpt-4o-mini")
+    assert all(n == 1 for n in calls.values())
+
+
+def test_errors_are_retried_recorded_and_unscored(svc: core.Services, sim: SimServer) -> None:
+    experiment = core.create_experiment(svc, body("gpt-4.1-nano", 200, 1.0))
+    assert experiment.status == "completed", experiment.status_reason
+    pairs = PairStore(svc.settings.home, experiment.id).frame()
+    assert pairs.height == 200
+    errors = pairs.filter(pl.col("candidate_status") == "error")
+    assert errors.height > 0  # 35% of attempts fail: some pairs fail all four
+    assert set(errors["error_type"]) <= {"rate_limit", "server_error", "malformed_response", "timeout"}
+    assert errors["similarity"].null_count() == errors.height
+    assert (pairs.filter(pl.col("candidate_status") == "ok")["attempts"] > 1).any()  # retries succeeded
+    attempts = Counter(c.pair_id for c in sim.calls if c.model == "gpt-4.1-nano")
+    assert max(attempts.values()) <= svc.settings.max_attempts
+    summary = experiment.similarity_summary
+    assert summary is not None and summary.unscored_count == errors.height
+    only_errors, _ = core.experiment_results(svc, experiment.id, candidate_status="error", limit=1000)
+    assert len(only_errors) == errors.height
+    scored, _ = core.experiment_results(svc, experiment.id, min_similarity=0.0, limit=1000)
+    assert len(scored) == 200 - errors.height
+
+
+def test_the_cap_stops_the_run_before_it_is_passed(svc: core.Services) -> None:
+    cap = 0.01
+    experiment = core.create_experiment(svc, body("gpt-4o-mini", 2000, cap))
+    assert experiment.status == "cancelled"
+    reason = experiment.status_reason or ""
+    assert "spend cap reached" in reason and "$0.01" in reason and "pairs done" in reason
+    pairs = PairStore(svc.settings.home, experiment.id).frame()
+    assert 0 < pairs.height < 2000
+    assert experiment.spend_usd == pytest.approx(pairs["candidate_cost_usd"].sum())
+    assert experiment.spend_usd <= cap  # reservations cover max_tokens, so no call can overshoot
+
+
+def test_auto_cancel_on_projected_overrun(svc: core.Services) -> None:
+    # 3,000 pairs at ~$0.0006 each project to ~$1.8: past 1.5 x $0.4 long before $0.4 is spent.
+    experiment = core.create_experiment(svc, body("gpt-4.1-mini", 3000, 0.4))
+    assert experiment.status == "cancelled"
+    assert "auto-cancelled: projected spend" in (experiment.status_reason or "")
+    assert "1.5 x the spend cap $0.4" in (experiment.status_reason or "")
+    assert experiment.spend_usd < 0.4
+    assert experiment.progress.done < 3000
+
+
+def test_metadata_only_and_over_cap_are_refused_and_write_nothing(svc: core.Services) -> None:
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="above the project's experiment_spend_cap_usd"):
+        core.create_experiment(svc, body("gpt-4o-mini", 10, 51))
+    core.update_project(svc, "demo", logging_mode="metadata_only")
+    with pytest.raises(ConfigError, match="logs metadata only"):
+        core.create_experiment(svc, body("gpt-4o-mini", 10, 1))
+    assert core.list_experiments(svc)[0] == []
+
+
+def test_similarity_orders_divergence(svc: core.Services) -> None:
+    experiment = core.create_experiment(svc, body("gpt-4o-mini", 60, 1.0))
+    pairs = PairStore(svc.settings.home, experiment.id).frame()
+    sims = pairs["similarity"].to_numpy()
+    assert np.all((sims >= 0) & (sims <= 1))
