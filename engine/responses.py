@@ -25,7 +25,7 @@ from engine.fanout import Endpoint, FanoutOptions, Job, Outcome, Price, fan_out
 from engine.logs import load_window
 from engine.pricing import Catalog
 from engine.providers import ChatCall, RetryPolicy
-from engine.replay import REPLAY_COLUMNS, candidate_rows
+from engine.replay import REPLAY_COLUMNS, candidate_rows, deltas
 from engine.results import PairStore
 from engine.routing import Policy, RoutingContext
 from engine.schema import (
@@ -370,8 +370,6 @@ def _side_summary(
 
 def summaries(pairs: pl.DataFrame, sample: pl.DataFrame, notes: list[str]) -> tuple[Summary, Summary, Deltas]:
     """Baseline vs candidate over the pairs actually made, with real candidate cost and latency."""
-    from engine.replay import deltas
-
     base = pairs.join(
         sample.select("request_id", "provider", "route_provider", "input_tokens", "output_tokens"), on="request_id"
     )
@@ -515,7 +513,9 @@ def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None
             cap_usd=max(spec.spend_cap_usd - spent_before, 0.0),
             endpoints=endpoints,
             on_outcomes=on_outcomes,
-            on_dispatch=lambda batch: results.mark_started([j.call.pair_id for j in batch]),
+            on_dispatch=lambda batch, sent: (results.mark_started if sent else results.mark_not_started)(
+                [j.call.pair_id for j in batch]
+            ),
             options=FanoutOptions(
                 workers=ctx.settings.workers,
                 concurrency=ctx.settings.concurrency,
@@ -573,9 +573,9 @@ def _finish(
         status, reason = ("failed" if report.stop == "timeout" else "cancelled"), watch.reason
     baseline: Summary | None = None
     candidate: Summary | None = None
-    deltas: Deltas | None = None
+    change: Deltas | None = None
     if pairs.height:
-        baseline, candidate, deltas = summaries(pairs, planned.sample, notes)
+        baseline, candidate, change = summaries(pairs, planned.sample, notes)
     if ctx.store.experiment_status(running.id) == "cancelled" and status == "completed":
         status, reason = "cancelled", "cancelled on request"
     finished = running.model_copy(
@@ -586,7 +586,7 @@ def _finish(
             "spend_usd": spent,
             "baseline_summary": baseline,
             "candidate_summary": candidate,
-            "deltas": deltas,
+            "deltas": change,
             "notes": notes,
             "embedding_model": embedder.name,
             "similarity_summary": SimilaritySummary(

@@ -87,17 +87,28 @@ class PairStore:
         """Pair ids written just before their calls are sent (one per line)."""
         return self.dir / "started.txt"
 
-    def mark_started(self, ids: Sequence[str]) -> None:
-        """Journal pairs about to be called, so a crash cannot lead to calling (and paying for) them again."""
+    def _journal(self, sign: str, ids: Sequence[str]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         with self.journal.open("a", encoding="utf-8") as fh:
-            fh.write("".join(f"{i}\n" for i in ids))
+            fh.write("".join(f"{sign}{i}\n" for i in ids))
             fh.flush()
             os.fsync(fh.fileno())
 
+    def mark_started(self, ids: Sequence[str]) -> None:
+        """Journal pairs about to be called, so a crash cannot lead to calling (and paying for) them again."""
+        self._journal("+", ids)
+
+    def mark_not_started(self, ids: Sequence[str]) -> None:
+        """Journal pairs that were sent to a worker but refused by the spend tracker (never called)."""
+        self._journal("-", ids)
+
     def started_ids(self) -> set[str]:
-        """Every pair whose call was ever sent."""
-        return set(self.journal.read_text().split()) if self.journal.exists() else set()
+        """Every pair whose call may have been made (journal replayed in order)."""
+        started: set[str] = set()
+        if self.journal.exists():
+            for line in self.journal.read_text().splitlines():
+                (started.add if line.startswith("+") else started.discard)(line[1:])
+        return started
 
     def done_ids(self) -> set[str]:
         """Pairs already recorded: a resumed run never calls them again."""

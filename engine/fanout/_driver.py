@@ -43,12 +43,13 @@ def fan_out(
     cap_usd: float,
     endpoints: dict[str, Endpoint],
     on_outcomes: Callable[[list[Outcome]], str | None],
-    on_dispatch: Callable[[list[Job]], None] | None = None,
+    on_dispatch: Callable[[list[Job], bool], None] | None = None,
     options: FanoutOptions | None = None,
 ) -> FanoutReport:
     """Run ``jobs`` on Ray call workers under one spend tracker with cap ``cap_usd``.
 
-    ``on_dispatch`` sees each batch just before it is sent (a crash journal);
+    ``on_dispatch(jobs, True)`` sees each batch just before it is sent and
+    ``on_dispatch(jobs, False)`` the jobs the tracker then refused (a crash journal);
     ``on_outcomes`` receives each finished batch as it arrives (checkpoint,
     progress) and returns a reason to stop (cancel, auto-cancel, timeout) or
     ``None`` to go on. After a stop no new batch starts; batches in flight
@@ -70,35 +71,44 @@ def fan_out(
     load = [0] * len(workers)
     stop: str | None = None
     cap_reached = False
+    # Jobs refused only for now wait until some call in flight settles and frees room.
+    waiting: list[Job] = []
     started = not_started = 0
     try:
-        while batches or in_flight:
+        while batches or in_flight or waiting:
             while stop is None and batches and min(load) < per_worker:
                 w = load.index(min(load))
                 batch = batches.pop(0)
                 if on_dispatch is not None:
-                    on_dispatch(batch)
+                    on_dispatch(batch, True)
                 in_flight[workers[w].run.remote(batch)] = w
                 load[w] += 1
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5) if in_flight else ([], [])
             for ref in done:
                 load[in_flight.pop(ref)] -= 1
                 outcomes: list[Outcome] = ray.get(ref)
-                refused = [o for o in outcomes if not o.started]
                 ran = [o for o in outcomes if o.started]
                 started += len(ran)
-                not_started += len(refused)
-                if refused and not cap_reached:
-                    cap_reached = True
-                    stop = stop or "cap"
+                if on_dispatch is not None and len(ran) < len(outcomes):
+                    on_dispatch([o.job for o in outcomes if not o.started], False)
+                for refused in (o for o in outcomes if not o.started):
+                    if refused.final:
+                        cap_reached, stop = True, stop or "cap"
+                        not_started += 1
+                    else:
+                        waiting.append(refused.job)
                 reason = on_outcomes(ran) if ran else None
                 stop = stop or reason
+                if ran and waiting:
+                    batches.insert(0, waiting)  # room was freed: try them again first
+                    waiting = []
             if not done and stop is None:
                 stop = on_outcomes([])
-            if stop is not None and batches:
+            if stop is not None and (batches or waiting):
                 ray.get(tracker.close.remote())
-                not_started += sum(len(b) for b in batches)
+                not_started += sum(len(b) for b in batches) + len(waiting)
                 batches.clear()
+                waiting = []
         spent = float(ray.get(tracker.snapshot.remote())["spent_usd"])
     finally:
         for handle in workers:

@@ -5,6 +5,10 @@ A call may start only when its estimate is reserved, and a reservation is
 refused when ``spent + reserved + estimate`` would pass the cap, so the cap is
 enforced before money is spent. A call that costs more than its estimate can
 only overshoot by that difference, and only while it was already in flight.
+
+A refusal is *final* (the ledger is ``exhausted``) when even the money already
+spent leaves no room for the call; otherwise it is temporary: reservations in
+flight usually settle for less than they hold, and the call may fit then.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class SpendLedger:
     def reserve_many(self, items: Iterable[tuple[str, float]]) -> list[str]:
         """Reserve in order until one does not fit; returns the keys granted (a prefix of ``items``).
 
-        Once a reservation is refused the ledger is ``exhausted`` and grants no more.
+        Once a refusal is final the ledger is ``exhausted`` and grants nothing more.
         """
         granted: list[str] = []
         committed = self.spent_usd + self.reserved_usd
@@ -43,9 +47,11 @@ class SpendLedger:
                 raise ValueError(f"negative estimate for {key!r}")
             if key in self.open:
                 raise ValueError(f"{key!r} is already reserved")
-            if self.exhausted or committed + estimate > self.cap_usd:
+            if self.exhausted or self.spent_usd + estimate > self.cap_usd:
                 self.exhausted = True
                 break
+            if committed + estimate > self.cap_usd:
+                break  # wait for calls in flight to settle
             self.open[key] = estimate
             committed += estimate
             granted.append(key)

@@ -16,9 +16,12 @@ class SpendTracker:
         self.ledger = SpendLedger(cap_usd=cap_usd)
         self.closed = False
 
-    def reserve_many(self, items: list[tuple[str, float]]) -> list[str]:
-        """Grant a prefix of ``items`` that fits under the cap (none once closed)."""
-        return [] if self.closed else self.ledger.reserve_many(items)
+    def reserve_many(self, items: list[tuple[str, float]]) -> tuple[list[str], bool]:
+        """Grant a prefix of ``items`` that fits under the cap; the flag says whether a refusal is final."""
+        if self.closed:
+            return [], True
+        granted = self.ledger.reserve_many(items)
+        return granted, self.ledger.exhausted
 
     def settle_many(self, items: list[tuple[str, float]]) -> None:
         """Book actual costs."""
@@ -49,10 +52,10 @@ class TrackerClient:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
 
-    async def reserve_many(self, items: list[tuple[str, float]]) -> list[str]:
+    async def reserve_many(self, items: list[tuple[str, float]]) -> tuple[list[str], bool]:
         """One round trip for a whole batch."""
-        granted: list[str] = await self.handle.reserve_many.remote(items)
-        return granted
+        granted, final = await self.handle.reserve_many.remote(items)
+        return list(granted), bool(final)
 
     async def settle_many(self, items: list[tuple[str, float]]) -> None:
         """One round trip for a whole batch."""

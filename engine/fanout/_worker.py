@@ -49,18 +49,24 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A job's result and cost; ``started`` is false when the cap left no room for it."""
+    """A job's result and cost.
+
+    ``started`` is false when the tracker had no room for it: for good when
+    ``final`` (the cap is reached or the run closed), else only until calls in
+    flight settle.
+    """
 
     job: Job
     result: ChatResult | None
     cost_usd: float
     started: bool
+    final: bool = False
 
 
 class Tracker(Protocol):
     """What a worker needs from the spend tracker."""
 
-    async def reserve_many(self, items: list[tuple[str, float]]) -> list[str]: ...
+    async def reserve_many(self, items: list[tuple[str, float]]) -> tuple[list[str], bool]: ...
     async def settle_many(self, items: list[tuple[str, float]]) -> None: ...
 
 
@@ -120,12 +126,13 @@ class CallWorker:
 
     async def run(self, jobs: list[Job]) -> list[Outcome]:
         """Reserve the batch, run what was granted concurrently, settle, and return every job's outcome."""
-        granted = set(await self.tracker.reserve_many([(j.call.pair_id, j.estimate_usd) for j in jobs]))
+        keys, final = await self.tracker.reserve_many([(j.call.pair_id, j.estimate_usd) for j in jobs])
+        granted = set(keys)
         started = [j for j in jobs if j.call.pair_id in granted]
         outcomes = await asyncio.gather(*(self._one(j) for j in started))
         if outcomes:
             await self.tracker.settle_many([(o.job.call.pair_id, o.cost_usd) for o in outcomes])
-        refused = [Outcome(j, None, 0.0, False) for j in jobs if j.call.pair_id not in granted]
+        refused = [Outcome(j, None, 0.0, False, final) for j in jobs if j.call.pair_id not in granted]
         return [*outcomes, *refused]
 
     async def close(self) -> None:

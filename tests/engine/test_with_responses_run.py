@@ -123,13 +123,14 @@ def test_errors_are_retried_recorded_and_unscored(svc: core.Services, sim: SimSe
 
 
 def test_the_cap_stops_the_run_before_it_is_passed(svc: core.Services) -> None:
-    cap = 0.01
-    experiment = core.create_experiment(svc, body("gpt-4o-mini", 2000, cap))
+    # 200 pairs cost about $0.0097: over the cap, but not by the 1.5x that would auto-cancel early.
+    cap = 0.0075
+    experiment = core.create_experiment(svc, body("gpt-4o-mini", 200, cap))
     assert experiment.status == "cancelled"
     reason = experiment.status_reason or ""
-    assert "spend cap reached" in reason and "$0.01" in reason and "pairs done" in reason
+    assert "spend cap reached" in reason and "$0.0075" in reason and "pairs done" in reason
     pairs = PairStore(svc.settings.home, experiment.id).frame()
-    assert 0 < pairs.height < 2000
+    assert 100 < pairs.height < 200
     assert experiment.spend_usd == pytest.approx(pairs["candidate_cost_usd"].sum())
     assert experiment.spend_usd <= cap  # reservations cover max_tokens, so no call can overshoot
 

@@ -8,10 +8,14 @@ from engine.fanout import SpendLedger
 def test_reserve_refuses_what_would_pass_the_cap() -> None:
     ledger = SpendLedger(cap_usd=1.0)
     assert ledger.reserve_many([("a", 0.4), ("b", 0.4), ("c", 0.4), ("d", 0.1)]) == ["a", "b"]
-    assert ledger.exhausted  # no later, smaller call sneaks in after a refusal
-    ledger.settle_many([("a", 0.5)])
-    assert ledger.spent_usd == 0.5 and ledger.reserved_usd == pytest.approx(0.4)
-    assert ledger.reserve_many([("e", 0.01)]) == []
+    assert not ledger.exhausted  # c may fit once a and b settle for less than they hold
+    ledger.settle_many([("a", 0.1)])
+    assert ledger.reserve_many([("c", 0.4)]) == ["c"]
+    ledger.settle_many([("b", 0.45), ("c", 0.4)])
+    assert ledger.spent_usd == pytest.approx(0.95) and ledger.reserved_usd == 0
+    assert ledger.reserve_many([("e", 0.1), ("f", 0.01)]) == []
+    assert ledger.exhausted  # even with nothing in flight there is no room: final
+    assert ledger.reserve_many([("g", 0.0)]) == []  # and no later, smaller call sneaks in
 
 
 def test_settle_needs_an_open_reservation() -> None:
@@ -48,7 +52,7 @@ def test_spend_never_passes_the_cap_beyond_in_flight_overruns(
             granted = ledger.reserve_many((k, est) for k, est, _ in batch)
             for key, est, actual in batch[: len(granted)]:
                 in_flight[key] = (est, actual)
-            queue = queue[len(batch) :] if len(granted) == len(batch) else []
+            queue = [] if ledger.exhausted else queue[len(granted) :]
         if in_flight:
             done = rnd.sample(sorted(in_flight), rnd.randint(1, len(in_flight)))
             settle = [(k, in_flight.pop(k)) for k in done]

@@ -1,0 +1,77 @@
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from engine.errors import ConfigError
+from engine.results import PAIR_SCHEMA, PairStore, query_pairs
+
+
+def _row(i: int, similarity: float | None, status: str = "ok", delta: float = 0.0) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(PAIR_SCHEMA)
+    return row | {
+        "request_id": f"r{i:02d}",
+        "timestamp": dt.datetime(2026, 4, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=i),
+        "candidate_status": status,
+        "similarity": similarity,
+        "cost_delta_usd": delta,
+    }
+
+
+ROWS = [_row(0, 0.9), _row(1, 0.2, delta=0.5), _row(2, None, "error"), _row(3, 0.55, delta=-0.2), _row(4, 0.2)]
+
+
+def test_checkpoints_append_atomically_and_journal_replays(tmp_path: Path) -> None:
+    store = PairStore(tmp_path, "exp_1")
+    store.append(ROWS[:2])
+    store.append(ROWS[2:])
+    assert store.frame().height == 5 and store.done_ids() == {f"r{i:02d}" for i in range(5)}
+    assert not list(store.dir.glob("*.tmp"))
+    store.mark_started(["a", "b", "c"])
+    store.mark_not_started(["b"])
+    store.mark_started(["b"])
+    store.mark_not_started(["c"])
+    assert store.started_ids() == {"a", "b"}
+    store.write_final(store.frame())
+    assert store.final.exists() and not list(store.dir.glob("part-*")) and store.frame().height == 5
+
+
+def _ids(page: pl.DataFrame) -> list[str]:
+    return page.get_column("request_id").to_list()
+
+
+def test_sorts_filters_and_cursor() -> None:
+    frame = pl.DataFrame(ROWS, schema=PAIR_SCHEMA)
+    page, _ = query_pairs(frame, sort="similarity_asc", limit=10)
+    assert _ids(page) == ["r01", "r04", "r03", "r00", "r02"]  # ties by id, unscored last
+    page, _ = query_pairs(frame, sort="similarity_desc", limit=10)
+    assert _ids(page) == ["r00", "r03", "r01", "r04", "r02"]
+    assert _ids(query_pairs(frame, sort="cost_delta_desc", limit=1)[0]) == ["r01"]
+    assert _ids(query_pairs(frame, sort="cost_delta_asc", limit=1)[0]) == ["r03"]
+    assert _ids(query_pairs(frame, limit=1)[0]) == ["r04"]  # timestamp_desc by default
+    assert _ids(query_pairs(frame, sort="timestamp_asc", limit=1)[0]) == ["r00"]
+    assert _ids(query_pairs(frame, candidate_status="error", limit=10)[0]) == ["r02"]
+    assert "r02" not in _ids(query_pairs(frame, min_similarity=0.0, limit=10)[0])
+    assert _ids(query_pairs(frame, sort="similarity_asc", max_similarity=0.5, limit=10)[0]) == ["r01", "r04"]
+    first, cursor = query_pairs(frame, sort="similarity_asc", limit=2)
+    second, cursor2 = query_pairs(frame, sort="similarity_asc", limit=2, cursor=cursor)
+    third, cursor3 = query_pairs(frame, sort="similarity_asc", limit=2, cursor=cursor2)
+    assert _ids(first) + _ids(second) + _ids(third) == ["r01", "r04", "r03", "r00", "r02"]
+    assert cursor3 is None
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ({"sort": "best"}, "sort"),
+        ({"candidate_status": "maybe"}, "candidate_status"),
+        ({"limit": 0}, "limit"),
+        ({"cursor": "garbage!"}, "cursor"),
+    ],
+)
+def test_bad_queries_name_the_parameter(query: dict[str, Any], param: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        query_pairs(pl.DataFrame(ROWS, schema=PAIR_SCHEMA), **query)
+    assert info.value.param == param
