@@ -161,3 +161,50 @@ def test_similarity_orders_divergence(svc: core.Services) -> None:
     pairs = PairStore(svc.settings.home, experiment.id).frame()
     sims = pairs["similarity"].to_numpy()
     assert np.all((sims >= 0) & (sims <= 1))
+
+
+def test_hard_timeout_fails_the_run_with_a_reason(svc: core.Services) -> None:
+    quick = core.open_services(
+        svc.settings.model_copy(update={"run_timeout_s": 0.001}),
+        logs=svc.logs_root,
+        credentials=svc.credentials_path,
+    )
+    experiment = core.create_experiment(quick, body("gpt-4o-mini", 500, 1.0))
+    assert experiment.status == "failed"
+    assert "hard timeout" in (experiment.status_reason or "")
+    assert 0 < experiment.progress.done < 500
+
+
+def test_cancel_stops_a_running_experiment(svc: core.Services, tmp_path: Path) -> None:
+    import threading
+
+    slow = SimConfig(models={"gpt-4o-mini": SimProfile(ttft_ms=50, output_tokens_per_s=1e9, jitter=0)}, time_scale=1)
+    with SimServer(slow) as server:
+        credentials = tmp_path / "slow.yaml"
+        credentials.write_text(
+            f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{server.base_url}'}}\n"
+        )
+        settings = svc.settings.model_copy(update={"concurrency": 2, "workers": 1})
+        slow_svc = core.open_services(settings, logs=svc.logs_root, credentials=credentials)
+        started = threading.Event()
+        result: list[Any] = []
+
+        def report(done: int, total: int, spend: float) -> None:
+            if done >= 10:
+                started.set()
+
+        def run() -> None:
+            result.append(core.create_experiment(slow_svc, body("gpt-4o-mini", 400, 1.0), on_progress=report))
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert started.wait(60)
+        (running,) = core.list_experiments(slow_svc)[0]
+        assert running.status == "running" and running.progress.done >= 10  # progress is visible in the store
+        cancelled = core.cancel_experiment(slow_svc, running.id)
+        assert cancelled.status == "cancelled"
+        thread.join(60)
+    (experiment,) = result
+    assert experiment.status == "cancelled" and experiment.status_reason == "cancelled on request"
+    assert experiment.progress.done < 400
+    assert experiment.similarity_summary is not None  # what was done is scored
