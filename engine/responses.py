@@ -120,11 +120,8 @@ def endpoints_for(
         credential_id = _credential_of(spec.candidate_config, model)
         if credential_id is None:
             credential_id = f"pc_{catalog.price(model).provider}_default"
-        credential = credentials.get(credential_id)
         by_model[model] = credential_id
-        endpoints[credential_id] = Endpoint(
-            credential.base_url, credential.api_key(credential_id), credential.rate_limit_rps
-        )
+        endpoints[credential_id] = endpoint(credentials, credential_id)
     return by_model, endpoints
 
 
@@ -308,11 +305,10 @@ def interrupted_row(base: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class _Watch:
-    """Decides, after each batch, whether the run must stop (cancel, timeout, projected overrun)."""
+class RunWatch:
+    """Decides, after each batch, whether a run must stop (cancel, timeout, projected overrun)."""
 
-    experiment_id: str
-    store: Store
+    status_of: Callable[[], str]
     cap_usd: float
     total: int
     timeout_s: float
@@ -323,9 +319,10 @@ class _Watch:
     reason: str | None = None
 
     def __call__(self, batch_done: int, batch_spent: float) -> str | None:
+        """Book a finished batch; return why the run must stop, or ``None``."""
         self.done += batch_done
         self.spent += batch_spent
-        if self.store.experiment_status(self.experiment_id) == "cancelled":
+        if self.status_of() == "cancelled":
             return self._stop("cancel", "cancelled on request")
         if time.monotonic() - self.started > self.timeout_s:
             return self._stop(
@@ -449,6 +446,23 @@ def new_experiment(spec: ExperimentCreate) -> Experiment:
     )
 
 
+def fanout_options(settings: Settings) -> FanoutOptions:
+    """Fan-out width and retries from the settings."""
+    return FanoutOptions(
+        workers=settings.workers,
+        concurrency=settings.concurrency,
+        retry=RetryPolicy(
+            max_attempts=settings.max_attempts, backoff_s=settings.retry_backoff_s, timeout_s=settings.call_timeout_s
+        ),
+    )
+
+
+def endpoint(credentials: Credentials, credential_id: str) -> Endpoint:
+    """The endpoint a credential names (its key read from the environment now)."""
+    credential = credentials.get(credential_id)
+    return Endpoint(credential.base_url, credential.api_key(credential_id), credential.rate_limit_rps)
+
+
 def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None) -> Experiment:
     """Run (or resume) a with-responses experiment to its end and store the outcome."""
     spec = spec_of(experiment)
@@ -485,9 +499,8 @@ def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None
         }
     )
     ctx.store.put_experiment(running)
-    watch = _Watch(
-        experiment.id,
-        ctx.store,
+    watch = RunWatch(
+        lambda: ctx.store.experiment_status(experiment.id),
         spec.spend_cap_usd,
         total,
         ctx.settings.run_timeout_s,
@@ -516,15 +529,7 @@ def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None
             on_dispatch=lambda batch, sent: (results.mark_started if sent else results.mark_not_started)(
                 [j.call.pair_id for j in batch]
             ),
-            options=FanoutOptions(
-                workers=ctx.settings.workers,
-                concurrency=ctx.settings.concurrency,
-                retry=RetryPolicy(
-                    max_attempts=ctx.settings.max_attempts,
-                    backoff_s=ctx.settings.retry_backoff_s,
-                    timeout_s=ctx.settings.call_timeout_s,
-                ),
-            ),
+            options=fanout_options(ctx.settings),
         )
     return _finish(running, planned, results, watch, report, spec, ctx)
 
@@ -533,7 +538,7 @@ def _finish(
     running: Experiment,
     planned: Plan,
     results: PairStore,
-    watch: _Watch,
+    watch: RunWatch,
     report: Any,
     spec: ExperimentCreate,
     ctx: RunContext,

@@ -52,12 +52,14 @@ SORTS: dict[str, tuple[str, bool]] = {
 }
 
 
-class PairStore:
-    """The result files of one experiment."""
+class ResultFiles:
+    """Checkpointed result rows of one run: atomic Parquet parts, a crash journal, then one final file."""
 
-    def __init__(self, home: Path, experiment_id: str) -> None:
-        self.dir = home / "results" / experiment_id
-        self.final = self.dir / "pairs.parquet"
+    def __init__(self, directory: Path, schema: dict[str, pl.DataType], final: str, key: str = "request_id") -> None:
+        self.dir = directory
+        self.schema = schema
+        self.final = self.dir / final
+        self.key = key
 
     def _parts(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.parquet")) if self.dir.is_dir() else []
@@ -70,7 +72,7 @@ class PairStore:
         index = len(self._parts())
         target = self.dir / f"part-{index:06d}.parquet"
         tmp = target.with_suffix(".tmp")
-        pl.DataFrame(list(rows), schema=PAIR_SCHEMA).write_parquet(tmp)
+        pl.DataFrame(list(rows), schema=self.schema).write_parquet(tmp)
         os.replace(tmp, target)
 
     def frame(self) -> pl.DataFrame:
@@ -79,7 +81,7 @@ class PairStore:
             return pl.read_parquet(self.final)
         parts = self._parts()
         if not parts:
-            return pl.DataFrame(schema=PAIR_SCHEMA)
+            return pl.DataFrame(schema=self.schema)
         return pl.concat([pl.read_parquet(p) for p in parts], how="vertical")
 
     @property
@@ -112,16 +114,23 @@ class PairStore:
 
     def done_ids(self) -> set[str]:
         """Pairs already recorded: a resumed run never calls them again."""
-        return set(self.frame().get_column("request_id").to_list())
+        return set(self.frame().get_column(self.key).to_list())
 
     def write_final(self, frame: pl.DataFrame) -> None:
         """Replace the checkpoints with the scored file."""
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.final.with_suffix(".tmp")
-        frame.select(list(PAIR_SCHEMA)).write_parquet(tmp)
+        frame.select(list(self.schema)).write_parquet(tmp)
         os.replace(tmp, self.final)
         for part in self._parts():
             part.unlink()
+
+
+class PairStore(ResultFiles):
+    """The per-pair results of one with-responses experiment."""
+
+    def __init__(self, home: Path, experiment_id: str) -> None:
+        super().__init__(home / "results" / experiment_id, PAIR_SCHEMA, "pairs.parquet")
 
 
 def encode_cursor(offset: int) -> str:

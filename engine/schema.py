@@ -209,3 +209,82 @@ class RoutingConfigVersion(BaseModel):
     config: dict[str, Any]
     source_experiment_id: str | None = None
     created_at: dt.datetime
+
+
+class Stratification(Body):
+    """Pairs to judge per similarity bucket (total at most 1,500)."""
+
+    high: int = Field(100, ge=0)
+    mild: int = Field(100, ge=0)
+    major: int = Field(100, ge=0)
+
+
+class BucketBoundaries(Body):
+    """Similarity at which a pair is ``mild`` (below ``high``) and ``high``."""
+
+    mild: float = Field(0.60, ge=0, le=1)
+    high: float = Field(0.85, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BucketBoundaries:
+        if self.mild > self.high:
+            raise ValueError("mild must not be above high")
+        return self
+
+
+class JudgeCreate(Body):
+    """The body of ``POST /manage/v1/experiments/{id}/judge`` (and its preflight)."""
+
+    judge_model: str = Field("gpt-4o", min_length=1)
+    judge_credential_id: str | None = None
+    rubric: str | None = Field(None, max_length=8000, description="Criteria; our default rubric when omitted.")
+    stratification: Stratification = Field(default_factory=Stratification)
+    order: Literal["random", "both"] = "random"
+    boundaries: BucketBoundaries = Field(default_factory=BucketBoundaries)
+    seed: int = 0
+    spend_cap_usd: float | None = Field(None, gt=0)
+
+
+class JudgePreflight(BaseModel):
+    """What a judge run would cost (camelCase, as the guide shows it)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+    effective_pair_count: int
+    effective_by_bucket: dict[str, int]
+    estimated_cost_usd: float
+    per_call_estimate_usd: float
+    spend_cap_usd: float
+    suggested_spend_cap_usd: float
+    requires_confirmation: bool
+    notes: list[str]
+    rubric: str
+    rubric_hash: str
+
+
+class JudgeRun(BaseModel):
+    """One immutable judge run over an experiment's pairs."""
+
+    id: str
+    object: Literal["judge_run"] = "judge_run"
+    experiment_id: str
+    project_id: str
+    status: Status
+    status_reason: str | None = None
+    judge_model: str
+    judge_credential_id: str | None = None
+    rubric: str
+    rubric_hash: str
+    order: Literal["random", "both"]
+    stratification: Stratification
+    boundaries: BucketBoundaries
+    seed: int = 0
+    effective_by_bucket: dict[str, int]
+    spend_cap_usd: float
+    spend_usd: float = 0.0
+    progress: Progress = Field(default_factory=Progress)
+    summary: dict[str, Any] | None = None
+    notes: list[str] = Field(default_factory=list)
+    created_at: dt.datetime
+    started_at: dt.datetime | None = None
+    completed_at: dt.datetime | None = None

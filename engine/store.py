@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, NotFound
-from engine.schema import Experiment, Project, RoutingConfigVersion
+from engine.schema import Experiment, JudgeRun, Project, RoutingConfigVersion
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -29,9 +29,19 @@ CREATE TABLE IF NOT EXISTS experiments (
     project_id TEXT NOT NULL,
     status TEXT NOT NULL,
     created_at TEXT NOT NULL,
+    parent_id TEXT,
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS experiments_by_project ON experiments (project_id, created_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS judge_runs (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    parent_id TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS judge_runs_by_experiment ON judge_runs (parent_id, created_at DESC, id DESC);
 CREATE TABLE IF NOT EXISTS routing_configs (
     id TEXT PRIMARY KEY,
     project_id TEXT NOT NULL,
@@ -102,57 +112,86 @@ class Store:
             rows = conn.execute("SELECT body FROM projects ORDER BY id").fetchall()
         return [Project.model_validate_json(r[0]) for r in rows]
 
-    # experiments --------------------------------------------------------------
-    def put_experiment(self, experiment: Experiment) -> Experiment:
-        """Insert or replace an experiment."""
+    # runs: experiments and judge runs share one shape ----------------------------
+    def _put(self, table: str, run: Experiment | JudgeRun) -> None:
+        extra = run.experiment_id if isinstance(run, JudgeRun) else None
         with self._connect() as conn:
             conn.execute(
-                "INSERT INTO experiments (id, project_id, status, created_at, body) VALUES (?, ?, ?, ?, ?) "
+                f"INSERT INTO {table} (id, project_id, status, created_at, parent_id, body) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body",
-                (
-                    experiment.id,
-                    experiment.project_id,
-                    experiment.status,
-                    experiment.created_at.isoformat(),
-                    experiment.model_dump_json(),
-                ),
+                (run.id, run.project_id, run.status, run.created_at.isoformat(), extra, run.model_dump_json()),
             )
-        return experiment
 
-    def update_progress(self, experiment_id: str, *, done: int, total: int, spend_usd: float) -> None:
-        """Record progress of a running experiment (a no-op once it has ended or was cancelled)."""
+    def _body(self, table: str, run_id: str, what: str) -> str:
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT body FROM {table} WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"{what} {run_id!r} does not exist", param="id")
+        return str(row[0])
+
+    def _status(self, table: str, run_id: str, what: str) -> str:
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT status FROM {table} WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"{what} {run_id!r} does not exist", param="id")
+        return str(row[0])
+
+    def _progress(self, table: str, run_id: str, done: int, total: int, spend_usd: float) -> None:
         with self._connect() as conn:
             conn.execute(
-                "UPDATE experiments SET body = json_set(body, '$.progress.done', ?, '$.progress.total', ?, "
+                f"UPDATE {table} SET body = json_set(body, '$.progress.done', ?, '$.progress.total', ?, "
                 "'$.spend_usd', ?) WHERE id = ? AND status = 'running'",
-                (done, total, spend_usd, experiment_id),
+                (done, total, spend_usd, run_id),
             )
 
-    def cancel_experiment(self, experiment_id: str, reason: str) -> bool:
-        """Mark a queued or running experiment cancelled; the run sees it and stops. False if it had ended."""
+    def _cancel(self, table: str, run_id: str, reason: str) -> bool:
         with self._connect() as conn:
             cur = conn.execute(
-                "UPDATE experiments SET status = 'cancelled', body = json_set(body, '$.status', 'cancelled', "
+                f"UPDATE {table} SET status = 'cancelled', body = json_set(body, '$.status', 'cancelled', "
                 "'$.status_reason', ?, '$.completed_at', ?) WHERE id = ? AND status IN ('queued', 'running')",
-                (reason, utcnow().isoformat(), experiment_id),
+                (reason, utcnow().isoformat(), run_id),
             )
             return cur.rowcount == 1
 
-    def experiment_status(self, experiment_id: str) -> str:
-        """Just the status (cheap, for polling)."""
+    def _page(
+        self, table: str, where: list[str], args: list[Any], limit: int, cursor: str | None
+    ) -> tuple[list[str], str | None]:
+        if cursor:
+            with self._connect() as conn:
+                anchor = conn.execute(f"SELECT created_at, id FROM {table} WHERE id = ?", (cursor,)).fetchone()
+            if anchor is None:
+                raise ConfigError(f"unknown cursor {cursor!r}", param="cursor")
+            where = [*where, "(created_at, id) < (?, ?)"]
+            args = [*args, *anchor]
+        sql = f"SELECT body, id FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         with self._connect() as conn:
-            row = conn.execute("SELECT status FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"experiment {experiment_id!r} does not exist", param="id")
-        return str(row[0])
+            rows = conn.execute(sql, (*args, limit + 1)).fetchall()
+        return [r[0] for r in rows[:limit]], (rows[limit - 1][1] if len(rows) > limit else None)
+
+    # experiments --------------------------------------------------------------
+    def put_experiment(self, experiment: Experiment) -> Experiment:
+        """Insert or replace an experiment."""
+        self._put("experiments", experiment)
+        return experiment
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         """The experiment, or ``NotFound``."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT body FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"experiment {experiment_id!r} does not exist", param="id")
-        return Experiment.model_validate_json(row[0])
+        return Experiment.model_validate_json(self._body("experiments", experiment_id, "experiment"))
+
+    def experiment_status(self, experiment_id: str) -> str:
+        """Just the status (cheap, for polling)."""
+        return self._status("experiments", experiment_id, "experiment")
+
+    def update_progress(self, experiment_id: str, *, done: int, total: int, spend_usd: float) -> None:
+        """Record progress of a running experiment (a no-op once it has ended or was cancelled)."""
+        self._progress("experiments", experiment_id, done, total, spend_usd)
+
+    def cancel_experiment(self, experiment_id: str, reason: str) -> bool:
+        """Mark a queued or running experiment cancelled; the run sees it and stops. False if it had ended."""
+        return self._cancel("experiments", experiment_id, reason)
 
     def list_experiments(
         self, *, project_ids: list[str] | None = None, limit: int = 20, cursor: str | None = None
@@ -162,21 +201,37 @@ class Store:
         if project_ids is not None:
             where.append(f"project_id IN ({','.join('?' * len(project_ids))})")
             args.extend(project_ids)
-        if cursor:
-            with self._connect() as conn:
-                anchor = conn.execute("SELECT created_at, id FROM experiments WHERE id = ?", (cursor,)).fetchone()
-            if anchor is None:
-                raise ConfigError(f"unknown cursor {cursor!r}", param="cursor")
-            where.append("(created_at, id) < (?, ?)")
-            args.extend(anchor)
-        sql = "SELECT body FROM experiments"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        with self._connect() as conn:
-            rows = conn.execute(sql, (*args, limit + 1)).fetchall()
-        items = [Experiment.model_validate_json(r[0]) for r in rows[:limit]]
-        return items, (items[-1].id if len(rows) > limit else None)
+        bodies, next_cursor = self._page("experiments", where, args, limit, cursor)
+        return [Experiment.model_validate_json(b) for b in bodies], next_cursor
+
+    # judge runs ---------------------------------------------------------------
+    def put_judge_run(self, run: JudgeRun) -> JudgeRun:
+        """Insert or replace a judge run."""
+        self._put("judge_runs", run)
+        return run
+
+    def get_judge_run(self, run_id: str) -> JudgeRun:
+        """The judge run, or ``NotFound``."""
+        return JudgeRun.model_validate_json(self._body("judge_runs", run_id, "judge run"))
+
+    def judge_run_status(self, run_id: str) -> str:
+        """Just the status."""
+        return self._status("judge_runs", run_id, "judge run")
+
+    def update_judge_progress(self, run_id: str, *, done: int, total: int, spend_usd: float) -> None:
+        """Record progress of a running judge run."""
+        self._progress("judge_runs", run_id, done, total, spend_usd)
+
+    def cancel_judge_run(self, run_id: str, reason: str) -> bool:
+        """Mark a queued or running judge run cancelled."""
+        return self._cancel("judge_runs", run_id, reason)
+
+    def list_judge_runs(
+        self, experiment_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[JudgeRun], str | None]:
+        """An experiment's judge runs, newest first."""
+        bodies, next_cursor = self._page("judge_runs", ["parent_id = ?"], [experiment_id], limit, cursor)
+        return [JudgeRun.model_validate_json(b) for b in bodies], next_cursor
 
     # routing configs ----------------------------------------------------------
     def add_routing_config(

@@ -14,15 +14,18 @@ from typing import Any
 
 import polars as pl
 
-from engine import responses
+from engine import judging, responses
 from engine.credentials import Credentials, load_credentials
 from engine.errors import ConfigError, Conflict, NotFound
 from engine.experiment import run_routing_only
 from engine.pricing import Catalog, load_catalog
-from engine.results import ROW_COLUMNS, PairStore, query_pairs
+from engine.results import ROW_COLUMNS, PairStore, decode_cursor, encode_cursor, query_pairs
 from engine.schema import (
     Experiment,
     ExperimentCreate,
+    JudgeCreate,
+    JudgePreflight,
+    JudgeRun,
     LoggingMode,
     Preflight,
     Project,
@@ -239,3 +242,97 @@ def promote_experiment(
     )
     experiment = svc.store.put_experiment(experiment.model_copy(update={"promoted_version": version.version}))
     return experiment, version
+
+
+# judge runs -----------------------------------------------------------------------
+def preflight_judge(
+    svc: Services, experiment_id: str, body: Any, *, project_ids: list[str] | None = None
+) -> JudgePreflight:
+    """Estimate a judge run over an experiment's pairs (``POST …/judge/preflight``)."""
+    experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
+    spec: JudgeCreate = parse_body(JudgeCreate, body if body is not None else {})
+    project = svc.store.get_project(experiment.project_id)
+    return judging.preflight_judge(experiment, spec, project, svc.run_context())
+
+
+def create_judge_run(
+    svc: Services,
+    experiment_id: str,
+    body: Any,
+    *,
+    project_ids: list[str] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> JudgeRun:
+    """Validate and run a judge eval to its end (``POST …/judge``); bad input stores nothing."""
+    experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
+    spec: JudgeCreate = parse_body(JudgeCreate, body)
+    project = svc.store.get_project(experiment.project_id)
+    cap = judging.validate_judge(spec, project)
+    ctx = svc.run_context(on_progress)
+    planned = judging.plan_judge(experiment, spec, ctx)
+    run = svc.store.put_judge_run(judging.new_judge_run(experiment, spec, planned, cap))
+    return judging.execute_judge(run, experiment, ctx, planned)
+
+
+def get_judge_run(svc: Services, run_id: str, *, project_ids: list[str] | None = None) -> JudgeRun:
+    """One judge run; another project's run is ``NotFound``."""
+    run = svc.store.get_judge_run(run_id)
+    if project_ids is not None and run.project_id not in project_ids:
+        raise NotFound(f"judge run {run_id!r} does not exist", param="id")
+    return run
+
+
+def list_judge_runs(
+    svc: Services,
+    experiment_id: str,
+    *,
+    project_ids: list[str] | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> tuple[list[JudgeRun], str | None]:
+    """An experiment's judge runs, newest first."""
+    experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
+    return svc.store.list_judge_runs(experiment.id, limit=limit, cursor=cursor)
+
+
+def cancel_judge_run(svc: Services, run_id: str, *, project_ids: list[str] | None = None) -> JudgeRun:
+    """Ask a queued or running judge run to stop."""
+    run = get_judge_run(svc, run_id, project_ids=project_ids)
+    if not svc.store.cancel_judge_run(run.id, "cancelled on request"):
+        raise Conflict(f"judge run {run_id!r} is {run.status}; it cannot be cancelled", param="id")
+    return svc.store.get_judge_run(run.id)
+
+
+def judge_results(
+    svc: Services,
+    run_id: str,
+    *,
+    verdict: str | None = None,
+    bucket: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    project_ids: list[str] | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Per-pair verdicts, worst first (``worse``, then parse errors, ``equivalent``, ``better``)."""
+    if verdict is not None and verdict not in ("better", "equivalent", "worse"):
+        raise ConfigError("verdict must be better, equivalent or worse", param="verdict")
+    if bucket is not None and bucket not in ("high", "mild", "major"):
+        raise ConfigError("bucket must be high, mild or major", param="bucket")
+    run = get_judge_run(svc, run_id, project_ids=project_ids)
+    rows = judging.verdicts(svc.run_context(), run)
+    if verdict is not None:
+        rows = rows.filter(pl.col("verdict") == verdict)
+    if bucket is not None:
+        rows = rows.filter(pl.col("bucket") == bucket)
+    rank = pl.col("verdict").replace_strict(
+        {"worse": 0, "equivalent": 2, "better": 3}, default=1, return_dtype=pl.Int64
+    )
+    rows = rows.sort([rank, "similarity", "request_id"], nulls_last=True)
+    offset = decode_cursor(cursor)
+    if not 1 <= limit <= 1000:
+        raise ConfigError("limit must be between 1 and 1000", param="limit")
+    page = rows.slice(offset, limit)
+    more = offset + limit < rows.height
+    pairs = _pairs(svc, get_experiment(svc, run.experiment_id)).select("request_id", "baseline_text", "candidate_text")
+    page = page.join(pairs, on="request_id", how="left", maintain_order="left")
+    return page.to_dicts(), (encode_cursor(offset + limit) if more else None)

@@ -8,6 +8,11 @@ Everything is a function of (model, prompt, attempt), drawn from SHA-256
 hashes, so a run repeats exactly; the one piece of state is a per-pair
 attempt counter, which lets a retried call succeed.
 
+It also acts as an LLM judge: a chat request whose system message starts
+with the first line of ``engine.judge.JUDGE_SYSTEM`` gets a verdict in the
+judge's JSON contract, decided from the two answers' content and made as
+imperfect as the profile's ``judge`` section says (see ``_sim_judge``).
+
 The layers: the profile models and pure functions (outcome draw, delay,
 token counts, response bodies), then ``Simulator`` (request bytes in, reply
 out, no I/O but the call log), then the Starlette app and ``SimServer``
@@ -43,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.errors import ConfigError
 from engine.providers._base import PAIR_HEADER
+from engine.providers._sim_judge import JudgeDraw, SimJudgeProfile, is_judge_system, sim_judge_reply
 from engine.providers._sim_text import (
     Divergence,
     DivergenceKind,
@@ -66,6 +72,7 @@ __all__ = [
     "SimAnswer",
     "SimCall",
     "SimConfig",
+    "SimJudgeProfile",
     "SimProfile",
     "SimReply",
     "SimRequestError",
@@ -79,6 +86,7 @@ __all__ = [
     "draw_delay_s",
     "draw_outcome",
     "error_body",
+    "is_judge_call",
     "last_user_text",
     "load_sim_config",
     "message_text",
@@ -139,6 +147,11 @@ class SimProfile(BaseModel):
         default_factory=Divergence,
         description="Shares of answers close to the baseline, mildly different (same topic) and far (another "
         "topic); they sum to 1. A strong model is mostly close, a weak one spreads wide.",
+    )
+    judge: SimJudgeProfile = Field(
+        default_factory=SimJudgeProfile,
+        description="How the model behaves as an LLM judge (on calls carrying the judge system message): how "
+        "often it breaks the JSON contract, fences its JSON, favours answer A, and follows the answers' content.",
     )
 
     @model_validator(mode="after")
@@ -224,6 +237,11 @@ def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
         if message.get("role") == "user":
             return message_text(message)
     return ""
+
+
+def is_judge_call(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a chat request is a judge call: a system (or developer) message starts with the judge's first line."""
+    return any(m.get("role") in ("system", "developer") and is_judge_system(message_text(m)) for m in messages)
 
 
 def draw_outcome(profile: SimProfile, model: str, prompt: str, attempt: int) -> Outcome:
@@ -345,6 +363,8 @@ class SimReply:
     divergence: DivergenceKind | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: On an answered judge call, how the verdict was drawn; ``None`` on any other call.
+    judge: JudgeDraw | None = None
 
 
 def _json_reply(
@@ -357,7 +377,11 @@ def _json_reply(
 def simulate_chat(
     config: SimConfig, model: str, messages: list[dict[str, Any]], attempt: int, *, tools: list[Any] | None = None
 ) -> SimReply:
-    """The reply to attempt number ``attempt`` of a chat request to ``model``: an answer or an injected error."""
+    """The reply to attempt number ``attempt`` of a chat request to ``model``: an answer or an injected error.
+
+    A judge call (``is_judge_call``) is answered with a verdict drawn from the
+    profile's ``judge`` section instead of an answer.
+    """
     profile = config.profile(model)
     scale = config.time_scale
     prompt = last_user_text(messages)
@@ -376,12 +400,19 @@ def simulate_chat(
         message = f"The model did not answer within {profile.hang_s:g}s (rehearsal simulator)."
         payload = error_body(message, "server_error", code="timeout")
         return _json_reply(504, outcome, payload, headers, scale * profile.hang_s)
-    answer = sim_answer(model, prompt, verbosity=profile.verbosity, divergence=profile.divergence)
+    divergence: DivergenceKind | None = None
+    judge: JudgeDraw | None = None
+    if is_judge_call(messages):
+        verdict = sim_judge_reply(profile.judge, model, prompt, attempt)
+        answer_text, judge = verdict.text, verdict.draw
+    else:
+        answer = sim_answer(model, prompt, verbosity=profile.verbosity, divergence=profile.divergence)
+        answer_text, divergence = answer.text, answer.divergence
     prompt_tokens = count_prompt_tokens(messages, tools)
-    completion_tokens = count_tokens(answer.text)
+    completion_tokens = count_tokens(answer_text)
     completion = completion_body(
         model,
-        answer.text,
+        answer_text,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         completion_id="chatcmpl-sim-" + stable_digest("completion", model, prompt, attempt).hex()[:24],
@@ -397,9 +428,10 @@ def simulate_chat(
         outcome,
         {**headers, "content-type": "application/json"},
         draw_delay_s(profile, model, prompt, attempt, completion_tokens, scale),
-        answer.divergence,
+        divergence,
         prompt_tokens,
         completion_tokens,
+        judge,
     )
 
 
@@ -420,6 +452,9 @@ class SimCall:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     delay_s: float = 0.0
+    #: On an answered judge call, how the verdict was drawn (``content``, ``position_bias``, ``random`` or
+    #: ``parse_failure``); ``None`` on any other call.
+    judge: JudgeDraw | None = None
 
 
 class CallLog:
@@ -462,7 +497,10 @@ class Simulator:
 
     Its one piece of state besides the call log is an attempt counter per
     (model, pair id) — per (model, prompt) when a request carries no pair id —
-    so a retry draws its outcome afresh and can succeed.
+    so a retry draws its outcome afresh and can succeed. Judge calls count
+    per (model, pair id, judge message) apart from the pair's other calls, so
+    asking both orders of a pair, or judging with the candidate's model, does
+    not turn a first call into a retry.
     """
 
     def __init__(self, config: SimConfig, *, call_log: str | Path | None = None) -> None:
@@ -486,7 +524,11 @@ class Simulator:
             self._record(pair_id, "", 0, reply)
             return reply
         tools = body.get("tools") if isinstance(body.get("tools"), list) else None
-        attempt = self._next_attempt(model, pair_id if pair_id is not None else last_user_text(messages))
+        prompt = last_user_text(messages)
+        key = pair_id if pair_id is not None else prompt
+        if is_judge_call(messages):
+            key = "\x1f".join(("judge", key, stable_digest("judge", prompt).hex()))
+        attempt = self._next_attempt(model, key)
         reply = simulate_chat(self.config, model, messages, attempt, tools=tools)
         self._record(pair_id, model, attempt, reply)
         return reply
@@ -510,6 +552,7 @@ class Simulator:
                 prompt_tokens=reply.prompt_tokens,
                 completion_tokens=reply.completion_tokens,
                 delay_s=round(reply.delay_s, 6),
+                judge=reply.judge,
             )
         )
 

@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from engine.errors import ConfigError, NotFound, RehearsalError
-from service.cli import _experiments, _logs, _projects
+from service.cli import _experiments, _judge, _logs, _projects
 from service.cli._common import err, services
 from service.cli._sim import sim_provider
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(_logs.app, name="logs")
 app.add_typer(_projects.app, name="projects")
 app.add_typer(_experiments.app, name="experiment")
+app.add_typer(_judge.app, name="judge")
 app.command("sim-provider")(sim_provider)
 
 _state = {"debug": False}

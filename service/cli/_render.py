@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.schema import Experiment, Preflight, Summary
+from engine.schema import Experiment, JudgePreflight, JudgeRun, Preflight, Summary
 from engine.similarity import Histogram
 
 
@@ -162,4 +162,92 @@ def pairs_view(rows: list[dict[str, Any]]) -> Group:
             table.add_column("candidate", ratio=1)
             table.add_row(row.get("baseline_text") or "", row.get("candidate_text") or "")
             parts.append(table)
+    return Group(*parts)
+
+
+def judge_preflight_table(result: JudgePreflight) -> Table:
+    """Pairs per bucket, the estimate and the caps of a judge preflight."""
+    table = Table(title="Judge preflight", title_justify="left", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    by_bucket = ", ".join(f"{b} {n}" for b, n in result.effective_by_bucket.items())
+    table.add_row("pairs", f"{result.effective_pair_count:,} ({by_bucket})")
+    table.add_row("per-call estimate", f"${result.per_call_estimate_usd:.6f}")
+    table.add_row("estimated cost", f"${result.estimated_cost_usd:.4f}")
+    table.add_row("project judge cap", f"${result.spend_cap_usd:g}")
+    table.add_row("suggested --spend-cap", f"${result.suggested_spend_cap_usd:.4f}")
+    table.add_row("requires confirmation", "yes" if result.requires_confirmation else "no")
+    table.add_row("rubric", result.rubric)
+    table.add_row("rubric hash", result.rubric_hash[:16] + "…")
+    for note in result.notes:
+        table.add_row("note", Text(note, style="dim"))
+    return table
+
+
+_HOW_TO_READ = (
+    "How to read it: each share is the candidate's verdict against the logged answer, with a 95% Wilson "
+    "interval; a wide interval means too few pairs to tell. High-similarity pairs should be mostly "
+    "'equivalent'; the 'worse' share of the major bucket is the headline risk."
+)
+
+
+def judge_run_view(run: JudgeRun) -> Group:
+    """A judge run: status, breakdown with intervals, and the by-bucket table."""
+    parts: list[Table | Text] = [
+        Text.assemble(
+            (f"judge run {run.id}", "bold"),
+            f"  {run.status}  {run.judge_model}  order={run.order}  ",
+            f"spend ${run.spend_usd:.4f} of ${run.spend_cap_usd:g}",
+        )
+    ]
+    if run.status_reason:
+        parts.append(Text(run.status_reason, style="yellow"))
+    summary = run.summary
+    if summary:
+        table = Table(
+            title=f"{summary['judged_count']:,} pairs judged, {summary['parse_errors']:,} parse errors",
+            title_justify="left",
+        )
+        for col in ("verdict", "share", "95% CI", ""):
+            table.add_column(col)
+        for verdict, share in summary["verdict_breakdown"].items():
+            ci = summary["verdict_breakdown_ci_95"][verdict]
+            bar = Text(
+                " " * round(ci["lower"] * 40) + "▕" + "█" * max(1, round((ci["upper"] - ci["lower"]) * 40)) + "▏"
+            )
+            table.add_row(verdict, f"{share:.0%}", f"[{ci['lower']:.0%}, {ci['upper']:.0%}]", bar)
+        parts.append(table)
+        buckets = Table(title="By similarity bucket", title_justify="left")
+        for col in ("bucket", "n", "better", "equivalent", "worse"):
+            buckets.add_column(col)
+        for bucket, entry in summary["by_bucket"].items():
+            v = entry["verdicts"]
+            buckets.add_row(
+                bucket, str(entry["n"]), f"{v['better']:.0%}", f"{v['equivalent']:.0%}", f"{v['worse']:.0%}"
+            )
+        parts.append(buckets)
+        if summary.get("position_flip_rate") is not None:
+            parts.append(Text(f"Position flip rate (A/B vs B/A disagreed): {summary['position_flip_rate']:.0%}"))
+        parts.append(Text(_HOW_TO_READ, style="dim"))
+    for note in run.notes:
+        parts.append(Text(f"• {note}", style="dim"))
+    return Group(*parts)
+
+
+def verdicts_view(rows: list[dict[str, Any]]) -> Group:
+    """Per-pair verdicts with both answers."""
+    parts: list[Table | Text] = []
+    for row in rows:
+        verdict = row.get("verdict") or "parse error"
+        sim = "n/a" if row.get("similarity") is None else f"{row['similarity']:.3f}"
+        parts.append(
+            Text.assemble((f"{row['request_id']}  {verdict}", "bold"), f"  bucket {row['bucket']}  similarity {sim}")
+        )
+        if row.get("reason"):
+            parts.append(Text(f"judge: {row['reason']}", style="italic"))
+        table = Table(show_header=True, expand=True)
+        table.add_column("baseline", ratio=1)
+        table.add_column("candidate", ratio=1)
+        table.add_row(row.get("baseline_text") or "", row.get("candidate_text") or "")
+        parts.append(table)
     return Group(*parts)
