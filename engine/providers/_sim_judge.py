@@ -19,6 +19,7 @@ random. Every draw is a SHA-256 of (model, the full user message, attempt).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -289,7 +290,8 @@ def content_verdict(scores: JudgeScores, coin: float) -> JudgeVerdict:
     about = f"the question about {scores.subject}" if scores.subject else "the request"
     diff = scores.relevance_a - scores.relevance_b
     if abs(diff) >= CLEAR_MARGIN:
-        winner, loser = ("A", "B") if diff > 0 else ("B", "A")
+        winner: Winner = "A" if diff > 0 else "B"
+        loser = "B" if winner == "A" else "A"
         if min(scores.relevance_a, scores.relevance_b) < OFF_TOPIC:
             reason = f"Answer {winner} addresses {about}, while answer {loser} is about something else."
         else:
@@ -299,8 +301,8 @@ def content_verdict(scores: JudgeScores, coin: float) -> JudgeVerdict:
         return JudgeVerdict("tie", f"Neither answer addresses {about}, so neither is better.")
     if coin < 0.5:
         return JudgeVerdict("tie", f"Both answers address {about} about equally well.")
-    winner = "A" if coin < 0.75 else "B"
-    return JudgeVerdict(winner, f"Both answers address {about}, and answer {winner} is a little more focused.")
+    pick: Winner = "A" if coin < 0.75 else "B"
+    return JudgeVerdict(pick, f"Both answers address {about}, and answer {pick} is a little more focused.")
 
 
 def verdict_json(verdict: JudgeVerdict) -> str:
@@ -332,6 +334,18 @@ _RANDOM_REASONS: dict[Winner, str] = {
 }
 
 
+def _order_free_verdict(judged: JudgeRequest, model: str) -> JudgeVerdict:
+    """The content verdict, the same whichever answer is shown first (an unbiased judge is order-free)."""
+    swap = judged.b < judged.a
+    canonical = dataclasses.replace(judged, a=judged.b, b=judged.a) if swap else judged
+    coin = stable_unit("judge", "coin", model, canonical.request, canonical.a, canonical.b)
+    verdict = content_verdict(score_answers(canonical), coin)
+    if not swap or verdict.winner == "tie":
+        return verdict
+    other: Winner = "B" if verdict.winner == "A" else "A"
+    return JudgeVerdict(other, verdict.reason.replace(f"Answer {verdict.winner}", f"Answer {other}"))
+
+
 def sim_judge_reply(profile: SimJudgeProfile, model: str, user_text: str, attempt: int) -> SimJudgeReply:
     """The reply of ``model`` to a judge call whose user message is ``user_text``, on attempt ``attempt``.
 
@@ -353,7 +367,7 @@ def sim_judge_reply(profile: SimJudgeProfile, model: str, user_text: str, attemp
         verdict = JudgeVerdict("tie", "The request does not show two answers to compare, so neither is better.")
         draw = "content"
     else:
-        verdict, draw = content_verdict(score_answers(judged), unit("coin")), "content"
+        verdict, draw = _order_free_verdict(judged, model), "content"
     if unit("parse_failure") < profile.parse_failure:
         return SimJudgeReply(broken_reply(verdict, unit("broken")), "parse_failure", verdict.winner)
     text = verdict_json(verdict)

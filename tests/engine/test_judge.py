@@ -112,8 +112,14 @@ def test_parse_errors_are_excluded_from_proportions(verdicts: list[str | None]) 
         assert sum(summary["verdict_breakdown"].values()) == pytest.approx(1.0)
         assert summary["verdict_breakdown"]["worse"] == pytest.approx(parsed.count("worse") / len(parsed))
     assert summary["by_bucket"]["mild"]["n"] == len(parsed)
-    assert set(summary) == {"judged_count", "parse_errors", "spend_usd", "verdict_breakdown",
-                            "verdict_breakdown_ci_95", "by_bucket"}
+    assert set(summary) == {
+        "judged_count",
+        "parse_errors",
+        "spend_usd",
+        "verdict_breakdown",
+        "verdict_breakdown_ci_95",
+        "by_bucket",
+    }
 
 
 def test_rubric_hash_is_sha256() -> None:

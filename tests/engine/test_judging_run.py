@@ -1,0 +1,172 @@
+"""Judge runs end to end: a with-responses experiment, then judge runs against the simulated judge on real Ray."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from engine.errors import ConfigError
+from engine.fanout import ensure_ray
+from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer
+from engine.providers._sim_judge import SimJudgeProfile
+from engine.settings import Settings
+from service import core
+from tests.conftest import STORE_END
+
+PROFILES = {
+    # The candidate: often close, sometimes off-topic, so every bucket has pairs.
+    "gpt-4o-mini": SimProfile(divergence=Divergence(close=0.45, mild=0.3, far=0.25)),
+    # Judges: a good one, a position-biased one, and one that often breaks the JSON contract.
+    "gpt-4o": SimProfile(judge=SimJudgeProfile(agreement=1.0)),
+    "gpt-4.1-nano": SimProfile(judge=SimJudgeProfile(position_bias=0.6, agreement=1.0)),
+    "gpt-4.1-mini": SimProfile(judge=SimJudgeProfile(parse_failure=0.3, agreement=1.0)),
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, log_store: Path) -> Iterator[tuple[core.Services, str]]:
+    ensure_ray(num_cpus=2)
+    tmp = tmp_path_factory.mktemp("judge")
+    with SimServer(SimConfig(models=PROFILES, time_scale=0)) as sim:
+        credentials = tmp / "credentials.yaml"
+        credentials.write_text(f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{sim.base_url}'}}\n")
+        settings = Settings(home=tmp / "home", sample_min=1, retry_backoff_s=0, concurrency=32)
+        svc = core.open_services(settings, logs=str(log_store), credentials=credentials)
+        core.create_project(svc, "demo")
+        experiment = core.create_experiment(
+            svc,
+            {
+                "projectId": "demo",
+                "candidatePolicy": "single",
+                "candidateConfig": {"model": "gpt-4o-mini", "provider_credential_id": "pc_openai_default"},
+                "windowStart": "2026-04-12T00:00:00Z",
+                "windowEnd": f"{STORE_END}T00:00:00Z",
+                "mode": "with_responses",
+                "sample": {"size": 400, "seed": 5},
+                "spendCapUsd": 5,
+            },
+        )
+        assert experiment.status == "completed"
+        yield svc, experiment.id
+    ray.shutdown()
+
+
+def judge_body(**changes: Any) -> dict[str, Any]:
+    return {"judgeModel": "gpt-4o", "stratification": {"high": 40, "mild": 40, "major": 40}, "spendCapUsd": 5} | changes
+
+
+def test_preflight_in_the_guides_shape(setup: tuple[core.Services, str]) -> None:
+    svc, experiment_id = setup
+    pre = core.preflight_judge(
+        svc, experiment_id, {"judgeModel": "gpt-4o", "stratification": {"high": 100, "mild": 100, "major": 100}}
+    )
+    dumped = pre.model_dump(mode="json")
+    assert set(dumped) == {
+        "effectivePairCount",
+        "effectiveByBucket",
+        "estimatedCostUsd",
+        "perCallEstimateUsd",
+        "spendCapUsd",
+        "suggestedSpendCapUsd",
+        "requiresConfirmation",
+        "notes",
+        "rubric",
+        "rubricHash",
+    }
+    assert pre.effective_pair_count == sum(pre.effective_by_bucket.values()) == 300
+    assert pre.estimated_cost_usd == pytest.approx(pre.per_call_estimate_usd * 300)
+    assert pre.spend_cap_usd == 20
+    assert pre.suggested_spend_cap_usd == pytest.approx(min(max(2 * pre.estimated_cost_usd, 0.05), 20))
+    assert len(pre.rubric_hash) == 64
+    both = core.preflight_judge(
+        svc, experiment_id, {"order": "both", "stratification": {"high": 100, "mild": 100, "major": 100}}
+    )
+    assert both.estimated_cost_usd == pytest.approx(2 * pre.estimated_cost_usd)
+    same = core.preflight_judge(svc, experiment_id, {"judgeModel": "gpt-4o-mini"})
+    assert any("also wrote one side" in n for n in same.notes)
+
+
+def test_a_run_summarises_verdicts_with_intervals(setup: tuple[core.Services, str]) -> None:
+    svc, experiment_id = setup
+    run = core.create_judge_run(svc, experiment_id, judge_body())
+    assert run.status == "completed", run.status_reason
+    s = run.summary
+    assert s is not None and s["judged_count"] == 120 and s["parse_errors"] == 0
+    assert sum(s["verdict_breakdown"].values()) == pytest.approx(1.0)
+    for verdict, share in s["verdict_breakdown"].items():
+        ci = s["verdict_breakdown_ci_95"][verdict]
+        assert ci["lower"] <= share <= ci["upper"]
+    # The simulated judge follows content: high-similarity pairs are mostly equivalent, off-topic ones worse.
+    assert s["by_bucket"]["high"]["verdicts"]["equivalent"] > 0.6
+    assert s["by_bucket"]["major"]["verdicts"]["worse"] > 0.5
+    assert run.spend_usd == pytest.approx(s["spend_usd"]) and run.spend_usd > 0
+    worse, _ = core.judge_results(svc, run.id, verdict="worse", limit=1000)
+    assert worse and all(r["verdict"] == "worse" for r in worse)
+    major, _ = core.judge_results(svc, run.id, bucket="major", limit=1000)
+    assert len(major) == 40 and all(r["bucket"] == "major" for r in major)
+    assert major[0]["baseline_text"] and major[0]["candidate_text"]
+
+
+def test_both_orders_turn_position_flips_into_equivalent(setup: tuple[core.Services, str]) -> None:
+    svc, experiment_id = setup
+    biased = core.create_judge_run(svc, experiment_id, judge_body(judgeModel="gpt-4.1-nano", order="both"))
+    s = biased.summary
+    assert s is not None and s["position_flip_rate"] > 0.2
+    flipped, _ = core.judge_results(svc, biased.id, limit=1000)
+    assert all(r["verdict"] == "equivalent" for r in flipped if r["position_flip"])
+    fair = core.create_judge_run(svc, experiment_id, judge_body(order="both"))
+    assert fair.summary is not None and fair.summary["position_flip_rate"] < 0.1
+
+
+def test_parse_errors_are_counted_and_excluded(setup: tuple[core.Services, str]) -> None:
+    svc, experiment_id = setup
+    run = core.create_judge_run(svc, experiment_id, judge_body(judgeModel="gpt-4.1-mini"))
+    s = run.summary
+    assert s is not None and s["parse_errors"] > 10
+    assert s["judged_count"] + s["parse_errors"] == 120
+    assert sum(b["n"] for b in s["by_bucket"].values()) == s["judged_count"]
+
+
+def test_cap_reached_mid_run_cancels_with_reason(setup: tuple[core.Services, str]) -> None:
+    svc, experiment_id = setup
+    pre = core.preflight_judge(svc, experiment_id, judge_body())
+    # Calls cost ~0.7x the estimate: a cap of 0.6x is reached near the end, before any projected overrun.
+    cap = pre.estimated_cost_usd * 0.6
+    run = core.create_judge_run(svc, experiment_id, judge_body(spendCapUsd=cap))
+    assert run.status == "cancelled"
+    assert "spend cap reached" in (run.status_reason or "") and "pairs judged" in (run.status_reason or "")
+    assert run.spend_usd <= cap  # reservations cover each call's prompt and max_tokens
+    assert run.summary is not None and 0 < run.summary["judged_count"] < 120
+
+
+def test_runs_are_separate_and_listed(setup: tuple[core.Services, str]) -> None:
+    svc, experiment_id = setup
+    a = core.create_judge_run(svc, experiment_id, judge_body(rubric="Focus on factual correctness."))
+    b = core.create_judge_run(svc, experiment_id, judge_body(rubric="Focus on conciseness."))
+    assert a.id != b.id and a.rubric_hash != b.rubric_hash
+    runs, _ = core.list_judge_runs(svc, experiment_id, limit=100)
+    assert {a.id, b.id} <= {r.id for r in runs}
+    assert core.get_judge_run(svc, a.id).rubric == "Focus on factual correctness."
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (judge_body(spendCapUsd=None), "spendCapUsd"),
+        (judge_body(spendCapUsd=21), "spendCapUsd"),
+        (judge_body(stratification={"high": 1000, "mild": 500, "major": 1}), "stratification"),
+        (judge_body(judgeModel="gpt-99"), "judgeModel"),
+        (judge_body(order="sideways"), "order"),
+    ],
+)
+def test_bad_judge_requests_are_refused(setup: tuple[core.Services, str], body: dict[str, Any], field: str) -> None:
+    svc, experiment_id = setup
+    before, _ = core.list_judge_runs(svc, experiment_id, limit=100)
+    with pytest.raises(ConfigError) as info:
+        core.create_judge_run(svc, experiment_id, body)
+    assert info.value.param == field
+    assert core.list_judge_runs(svc, experiment_id, limit=100)[0] == before
