@@ -54,6 +54,17 @@ CREATE TABLE IF NOT EXISTS routing_configs (
 """
 
 
+#: Columns added after a table first shipped: (table, column, type). Older stores gain them on open.
+_ADDED_COLUMNS = [("experiments", "parent_id", "TEXT")]
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 def new_id(prefix: str) -> str:
     """A time-ordered, unguessable id such as ``exp_0193f2a4c1d2e3f4a5b6c7d8``."""
     return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
@@ -73,6 +84,7 @@ class Store:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            _add_missing_columns(conn)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -21,7 +21,15 @@ from engine.synth import generate
 from service import core
 from service.cli._common import err, out
 from service.cli._experiments import progress_bar
-from service.cli._render import _pct, comparison, histogram_view, pairs_view, preflight_table
+from service.cli._render import (
+    _pct,
+    comparison,
+    histogram_view,
+    judge_preflight_table,
+    judge_run_view,
+    pairs_view,
+    preflight_table,
+)
 
 DEMO_PROJECT = "demo"
 DEMO_SPECS = ("all-to-mini.yaml", "cost-optimized.yaml", "free-tier-rules.yaml", "ab-sonnet.yaml")
@@ -128,6 +136,18 @@ def with_responses(svc: core.Services, end: dt.date) -> Experiment:
     return experiment
 
 
+def judge_demo(svc: core.Services, experiment: Experiment) -> None:
+    """A small stratified judge run on the demo experiment, with the breakdown and its intervals."""
+    body: dict[str, Any] = {"judgeModel": "gpt-4o", "stratification": {"high": 30, "mild": 30, "major": 30}}
+    pre = core.preflight_judge(svc, experiment.id, body)
+    out.print(Rule("Judge eval: were the divergent answers worse, or just different?"))
+    out.print(judge_preflight_table(pre))
+    body["spendCapUsd"] = pre.suggested_spend_cap_usd
+    with progress_bar("judge calls") as report:
+        run = core.create_judge_run(svc, experiment.id, body, on_progress=report)
+    out.print(judge_run_view(run))
+
+
 def run_demo(svc: core.Services) -> None:
     """The whole demo."""
     end = ensure_demo_store(svc)
@@ -136,8 +156,10 @@ def run_demo(svc: core.Services) -> None:
     out.print(recap(experiments))
     with demo_provider(svc) as paid:
         experiment = with_responses(paid, end)
+        judge_demo(paid, experiment)
     out.print(
         f"Next: `rehearsal experiment show {experiment.id}`, `rehearsal experiment results {experiment.id} "
-        "--sort similarity_asc`, `rehearsal experiment promote ID`, or write your own spec "
+        f"--sort similarity_asc`, `rehearsal judge list {experiment.id}`, `rehearsal experiment promote ID`, "
+        "or write your own spec "
         "(see configs/experiments/) and `rehearsal experiment run SPEC`."
     )

@@ -131,3 +131,58 @@ def test_killed_run_resumes_without_calling_any_pair_twice(env: dict[str, str], 
     assert max(counts.values()) == 1  # the simulator's own log: no pair was ever called twice
     log_lines = (tmp_path / "calls.jsonl").read_text().splitlines()
     assert len(log_lines) == len(sim.calls) == len(counts) <= 300
+
+
+def test_judge_commands(env: dict[str, str], tmp_path: Path) -> None:
+    spec = spec_file(tmp_path, sample={"size": 60, "method": "random"})
+    experiment = json.loads(cli(env, "experiment", "run", spec, "--json").stdout)
+    pre = json.loads(
+        cli(
+            env,
+            "judge",
+            "preflight",
+            experiment["id"],
+            "--high",
+            "5",
+            "--mild",
+            "5",
+            "--major",
+            "5",
+            "--model",
+            "gpt-4o-mini",
+            "--json",
+        ).stdout
+    )
+    assert pre["effectivePairCount"] == 15 and len(pre["rubricHash"]) == 64
+    run = cli(
+        env,
+        "judge",
+        "run",
+        experiment["id"],
+        "--spend-cap",
+        "1",
+        "--high",
+        "5",
+        "--mild",
+        "5",
+        "--major",
+        "5",
+        "--model",
+        "gpt-4o-mini",
+        "--order",
+        "both",
+        "--json",
+    )
+    judged = json.loads(run.stdout)
+    assert (
+        judged["status"] == "completed" and judged["summary"]["judged_count"] + judged["summary"]["parse_errors"] == 15
+    )
+    assert "position_flip_rate" in judged["summary"]
+    assert json.loads(cli(env, "judge", "show", judged["id"], "--json").stdout)["id"] == judged["id"]
+    assert "95% CI" in cli(env, "judge", "show", judged["id"]).stdout
+    rows = json.loads(cli(env, "judge", "results", judged["id"], "--bucket", "high", "--json").stdout)
+    assert all(r["bucket"] == "high" for r in rows)
+    listed = json.loads(cli(env, "judge", "list", experiment["id"], "--json").stdout)
+    assert [r["id"] for r in listed] == [judged["id"]]
+    bad = cli(env, "judge", "run", experiment["id"], "--spend-cap", "25", expect=2)
+    assert "judge_spend_cap_usd" in bad.stderr
