@@ -20,15 +20,19 @@ message each, ``max_tokens`` 64, distinct pair ids), for every (latency, concurr
   tracker is the engine's ``SpendTracker`` called in-process (same ledger work, never reaches its cap)
   instead of the tracker actor. Everything else (actors, batches, the tracker actor's creation and final
   snapshot) is unchanged, so the difference is the per-batch reserve and settle round trips to the
-  spend-tracking actor. Tracking overhead = (t_tracked - t_untracked) / t_untracked.
+  spend-tracking actor (a check that the actor booked nothing confirms the swap). Tracking overhead =
+  (t_tracked - t_untracked) / t_untracked, shown from the medians and as the median over rounds of the two
+  runs made back to back (the target uses the latter, which drift from other load on the machine hurts least).
 
 Each variant runs once to warm up and then ``--repeat`` times; variants take turns within a configuration
-so that drift hits all alike, and tables show medians. Throughput is calls / wall-clock seconds. For an
-added latency L > 0 the efficiency is the throughput over Little's law's bound, concurrency / L.
+(in reverse order every other round) so that drift hits all alike, and tables show medians. At 0 ms, where
+five variants run, each run makes ``--calls-0ms`` calls (default 1,000) so that the defaults finish in about
+eight minutes on two cores. Throughput is calls / wall-clock seconds. For an added latency L > 0 the
+efficiency is the throughput over Little's law's bound, concurrency / L.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/fanout_bench.py                   # 2,000 calls; 0 and 200 ms; 64 and 256
+    .venv/bin/python benchmarks/fanout_bench.py                   # 2,000 calls (1,000 at 0 ms); 64 and 256
     .venv/bin/python benchmarks/fanout_bench.py --calls 500 --latencies 200 --concurrency 64 --repeat 1
 
 Targets (informational; the script always exits 0): with 200 ms of latency the fan-out reaches at least
@@ -209,6 +213,8 @@ def fanout_run(jobs: list[Job], endpoint: Endpoint, options: FanoutOptions, run_
         seconds = time.perf_counter() - start
     if report.stop is not None or report.started != len(jobs):
         raise RuntimeError(f"fan_out stopped early: {report}")
+    if (report.spent_usd > 0) != tracked:  # the tracker actor books spend only when the swap did not happen
+        raise RuntimeError(f"tracked={tracked} but the tracker actor booked ${report.spent_usd:g}")
     errors = sum(m[2] for m in marks)
     steady = None
     if len(marks) >= 2 and marks[-1][0] > marks[0][0]:
@@ -266,14 +272,20 @@ class Config:
 def measure_config(
     variants: dict[str, Callable[[], Run]], repeat: int, latency_ms: float, concurrency: int, calls: int
 ) -> Config:
-    """Warm every variant up once, then run them in turn ``repeat`` times."""
+    """Warm every variant up once, then run them in turn ``repeat`` times (the order reversed every other round)."""
     measured = {name: Measured(name, []) for name in variants}
     for rep in range(repeat + 1):
-        for name, run in variants.items():
+        order = list(variants.items())
+        for name, run in order if rep % 2 == 0 else order[::-1]:
             result = run()
             if rep > 0:
                 measured[name].runs.append(result)
     return Config(latency_ms, concurrency, calls, measured)
+
+
+def paired_overhead(tracked: Measured, untracked: Measured) -> float:
+    """Median over rounds of t_tracked / t_untracked - 1 (the two ran back to back in each round)."""
+    return statistics.median(t.seconds / u.seconds - 1 for t, u in zip(tracked.runs, untracked.runs, strict=True))
 
 
 # --- printing -----------------------------------------------------------------------------------------------------
@@ -318,7 +330,8 @@ def config_table(config: Config, repeat: int) -> Table:
 def overhead_table(configs: list[Config], workers: list[int]) -> Table:
     """Tracked against untracked fan-out at 0 ms."""
     table = Table(title="Spend-tracking overhead at 0 ms: (t_tracked - t_untracked) / t_untracked")
-    for column in ("concurrency", "W", "tracked s", "untracked s", "overhead", "steady overhead"):
+    columns = ("calls", "concurrency", "W", "tracked s", "untracked s", "of medians", "paired (median)", "steady")
+    for column in columns:
         table.add_column(column, justify="right")
     for config in configs:
         if config.latency_ms != 0:
@@ -329,11 +342,13 @@ def overhead_table(configs: list[Config], workers: list[int]) -> Table:
             if tracked.steady_rate and untracked.steady_rate:
                 steady = untracked.steady_rate / tracked.steady_rate - 1
             table.add_row(
+                f"{config.calls:,}",
                 str(config.concurrency),
                 str(w),
                 f"{tracked.seconds:.3f}",
                 f"{untracked.seconds:.3f}",
                 f"{tracked.seconds / untracked.seconds - 1:+.1%}",
+                f"{paired_overhead(tracked, untracked):+.1%}",
                 _fmt(steady, "+.1%"),
             )
     return table
@@ -366,8 +381,7 @@ def targets_table(configs: list[Config], workers: list[int]) -> Table:
                 )
                 row(f"{where}, W={w}: ours/plain", rate / plain, f">= {RATIO_TARGET:.1f}x", rate >= plain, ".2f")
             else:
-                untracked = config.variants[f"untracked W={w}"]
-                overhead = tracked.seconds / untracked.seconds - 1
+                overhead = paired_overhead(tracked, config.variants[f"untracked W={w}"])
                 row(
                     f"{where}, W={w}: tracking overhead",
                     overhead,
@@ -416,6 +430,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls per run (default 2000)")
+    parser.add_argument(
+        "--calls-0ms",
+        type=int,
+        default=1000,
+        help="calls per run at 0 ms, where five variants run (default 1000, to stay within ~8 minutes on two "
+        "cores; 0 = --calls)",
+    )
     parser.add_argument("--latencies", default="0,200", help="added latencies in ms, comma-separated (default 0,200)")
     parser.add_argument("--concurrency", default="64,256", help="calls in flight, comma-separated (default 64,256)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per variant after one warm-up (default 3)")
@@ -425,7 +446,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.latencies = _numbers(args.latencies, float)
     args.concurrency = _numbers(args.concurrency, int)
     args.workers = _numbers(args.workers, int)
-    if args.calls < 1 or args.repeat < 1 or args.batch_size < 1 or not args.latencies or not args.concurrency:
+    args.calls_0ms = args.calls_0ms or args.calls
+    if (
+        min(args.calls, args.calls_0ms) < 1
+        or args.repeat < 1
+        or args.batch_size < 1
+        or not args.latencies
+        or not args.concurrency
+    ):
         parser.error("need --calls, --repeat and --batch-size >= 1 and at least one latency and concurrency")
     if any(c < w for c in args.concurrency for w in args.workers) or min(args.latencies) < 0:
         parser.error("every concurrency must be at least every W, and latencies must be >= 0")
@@ -449,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         ensure_ray()
         out.print(f"simulator at {server.base_url}: {', '.join(server.config.models)}; Ray started; timing...")
         for latency in args.latencies:
-            jobs = build_jobs(args.calls, model_name(latency))
+            n = args.calls_0ms if latency == 0 else args.calls
+            jobs = build_jobs(n, model_name(latency))
             calls = [(j.call.pair_id, j.call.model, j.call.body) for j in jobs]
             for concurrency in args.concurrency:
                 variants: dict[str, Callable[[], Run]] = {
@@ -457,23 +486,26 @@ def main(argv: list[str] | None = None) -> int:
                         plain_run, server.base_url, calls, c
                     ).result()
                 }
-                for tracked in (True, False) if latency == 0 else (True,):
-                    for w in args.workers:
+                for w in args.workers:
+                    for tracked in (True, False) if latency == 0 else (True,):
                         options = FanoutOptions(workers=w, concurrency=concurrency // w, batch_size=args.batch_size)
                         name = f"{'fan_out' if tracked else 'untracked'} W={w}"
                         variants[name] = lambda o=options, t=tracked, jobs=jobs: fanout_run(
                             jobs, endpoint, o, f"bench-{next(counter)}", tracked=t
                         )
-                config = measure_config(variants, args.repeat, latency, concurrency, args.calls)
+                config = measure_config(variants, args.repeat, latency, concurrency, n)
                 configs.append(config)
                 out.print(config_table(config, args.repeat))
         out.print(delay_check(server, args.latencies))
     if any(c.latency_ms == 0 for c in configs):
         out.print(overhead_table(configs, args.workers))
     out.print(targets_table(configs, args.workers))
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     out.print(
-        f"batch size {args.batch_size}; per-worker concurrency = concurrency // W; "
-        f"total {time.perf_counter() - began:.0f} s"
+        f"batch size {args.batch_size}; per-worker concurrency = concurrency // W. 'first batch s': fan_out's start "
+        "to its first outcome batch (actor start-up + one batch's latency); 'steady': outcomes after the first "
+        "batch / time from the first to the last batch; efficiency = calls/s / (concurrency / latency). "
+        f"Targets use end-to-end times. Total {time.perf_counter() - began:.0f} s; load avg at the end {load}."
     )
     return 0
 
