@@ -50,9 +50,11 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import version
 from multiprocessing import get_context
 from typing import Any
@@ -159,6 +161,11 @@ def plain_run(base_url: str, calls: list[tuple[str, str, dict[str, Any]]], concu
     return asyncio.run(_plain(base_url, calls, concurrency))
 
 
+def plain_in(pool: ProcessPoolExecutor, base_url: str, calls: list[tuple[str, str, dict[str, Any]]], c: int) -> Run:
+    """``plain_run`` in the pool's child process."""
+    return pool.submit(plain_run, base_url, calls, c).result()
+
+
 # --- (b) and (c) the fan-out, with and without the spend tracker ------------------------------------------------
 
 
@@ -172,7 +179,7 @@ class InProcessTracker:
     def __init__(self, cap_usd: float) -> None:
         self.inner = SpendTracker(cap_usd)
 
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+    def __getattr__(self, name: str) -> Any:
         method = getattr(self.inner, name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
@@ -189,8 +196,8 @@ class UntrackedWorkerActor(CallWorkerActor):
         self.tracker = InProcessTracker(CAP_USD)
 
 
-def fanout_run(jobs: list[Job], endpoint: Endpoint, options: FanoutOptions, run_id: str, *, tracked: bool) -> Run:
-    """One ``fan_out`` end to end; ``tracked=False`` swaps in ``UntrackedWorkerActor`` for this run only."""
+def fanout_run(jobs: list[Job], endpoint: Endpoint, options: FanoutOptions, *, tracked: bool) -> Run:
+    """One ``fan_out`` end to end (a fresh run id); ``tracked=False`` swaps in ``UntrackedWorkerActor`` for it."""
     marks: list[tuple[float, int, int]] = []
 
     def on_outcomes(outcomes: list[Outcome]) -> str | None:
@@ -204,7 +211,7 @@ def fanout_run(jobs: list[Job], endpoint: Endpoint, options: FanoutOptions, run_
         start = time.perf_counter()
         report = fan_out(
             jobs,
-            run_id=run_id,
+            run_id=f"bench-{uuid.uuid4().hex[:12]}",
             cap_usd=CAP_USD,
             endpoints={ENDPOINT: endpoint},
             on_outcomes=on_outcomes,
@@ -467,7 +474,6 @@ def main(argv: list[str] | None = None) -> int:
     out.print(machine_facts())
     began = time.perf_counter()
     configs: list[Config] = []
-    counter = iter(range(1_000_000))
     with (
         SimServer(sim_config(args.latencies)) as server,
         ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as plain_pool,
@@ -482,17 +488,13 @@ def main(argv: list[str] | None = None) -> int:
             calls = [(j.call.pair_id, j.call.model, j.call.body) for j in jobs]
             for concurrency in args.concurrency:
                 variants: dict[str, Callable[[], Run]] = {
-                    "plain": lambda c=concurrency, calls=calls: plain_pool.submit(
-                        plain_run, server.base_url, calls, c
-                    ).result()
+                    "plain": partial(plain_in, plain_pool, server.base_url, calls, concurrency)
                 }
                 for w in args.workers:
                     for tracked in (True, False) if latency == 0 else (True,):
                         options = FanoutOptions(workers=w, concurrency=concurrency // w, batch_size=args.batch_size)
                         name = f"{'fan_out' if tracked else 'untracked'} W={w}"
-                        variants[name] = lambda o=options, t=tracked, jobs=jobs: fanout_run(
-                            jobs, endpoint, o, f"bench-{next(counter)}", tracked=t
-                        )
+                        variants[name] = partial(fanout_run, jobs, endpoint, options, tracked=tracked)
                 config = measure_config(variants, args.repeat, latency, concurrency, n)
                 configs.append(config)
                 out.print(config_table(config, args.repeat))

@@ -15,10 +15,10 @@ import polars as pl
 
 from engine import judge
 from engine.errors import ConfigError, Conflict
-from engine.fanout import Job, Outcome, Price, fan_out
+from engine.fanout import Job, Outcome, Price
 from engine.providers import ChatCall
-from engine.responses import RunContext, RunWatch, endpoint, fanout_options
 from engine.results import PairStore, ResultFiles
+from engine.runs import RunContext, RunWatch, call_and_record, endpoint, final_status
 from engine.schema import Experiment, JudgeCreate, JudgePreflight, JudgeRun, Progress, Project
 from engine.similarity import bucket_of
 from engine.store import new_id, utcnow
@@ -291,42 +291,30 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
         checked_at=len(done_calls),
     )
 
-    def on_outcomes(outcomes: list[Outcome]) -> str | None:
-        calls.append([_call_row(o, orientation[o.job.call.pair_id]) for o in outcomes])
-        stop = watch(len(outcomes), sum(o.cost_usd for o in outcomes))
-        ctx.store.update_judge_progress(run.id, done=watch.done, total=total, spend_usd=watch.spent)
-        if ctx.on_progress is not None:
-            ctx.on_progress(watch.done, total, watch.spent)
-        return stop
-
-    report = None
-    if jobs:
-        report = fan_out(
-            jobs,
-            run_id=run.id,
-            cap_usd=max(run.spend_cap_usd - spent_before, 0.0),
-            endpoints={credential_id: endpoint(ctx.credentials, credential_id)},
-            on_outcomes=on_outcomes,
-            on_dispatch=lambda batch, sent: (calls.mark_started if sent else calls.mark_not_started)(
-                [j.call.pair_id for j in batch]
-            ),
-            options=fanout_options(ctx.settings),
-        )
+    report = call_and_record(
+        jobs,
+        run_id=run.id,
+        cap_usd=run.spend_cap_usd - spent_before,
+        endpoints={credential_id: endpoint(ctx.credentials, credential_id)},
+        files=calls,
+        rows_of=lambda outcomes: [_call_row(o, orientation[o.job.call.pair_id]) for o in outcomes],
+        watch=watch,
+        save_progress=lambda done, total, spent: ctx.store.update_judge_progress(
+            run.id, done=done, total=total, spend_usd=spent
+        ),
+        ctx=ctx,
+    )
     made = calls.frame()
     calls.write_final(made)
     rows = verdict_rows(made, planned.pairs, spec.order == "both")
     spent = float(made.get_column("cost_usd").sum() or 0.0)
-    status, reason = "completed", None
-    if report is not None and report.stop == "cap":
-        status = "cancelled"
-        reason = (
-            f"spend cap reached: the next judge calls would pass spendCapUsd ${run.spend_cap_usd:g}; spent "
-            f"${spent:.4f} with {len(rows):,} of {planned.pairs.height:,} pairs judged"
-        )
-    elif report is not None and report.stop is not None:
-        status, reason = ("failed" if report.stop == "timeout" else "cancelled"), watch.reason
-    if ctx.store.judge_run_status(run.id) == "cancelled" and status == "completed":
-        status, reason = "cancelled", "cancelled on request"
+    status, reason = final_status(
+        report,
+        watch,
+        f"spend cap reached: the next judge calls would pass spendCapUsd ${run.spend_cap_usd:g}; spent "
+        f"${spent:.4f} with {len(rows):,} of {planned.pairs.height:,} pairs judged",
+        ctx.store.judge_run_status(run.id) == "cancelled",
+    )
     calls.dir.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(rows, schema=VERDICT_SCHEMA).write_parquet(calls.dir / "verdicts.parquet")
     finished = running.model_copy(

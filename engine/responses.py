@@ -10,9 +10,8 @@ is already recorded, so no pair is paid for twice.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,13 +20,14 @@ import polars as pl
 from engine.credentials import Credentials
 from engine.errors import ConfigError, EmptyWindowError
 from engine.experiment import candidate_policy, window_of
-from engine.fanout import Endpoint, FanoutOptions, Job, Outcome, Price, fan_out
+from engine.fanout import Endpoint, FanoutReport, Job, Outcome, Price
 from engine.logs import load_window
 from engine.pricing import Catalog
-from engine.providers import ChatCall, RetryPolicy
+from engine.providers import ChatCall
 from engine.replay import REPLAY_COLUMNS, candidate_rows, deltas
 from engine.results import PairStore
 from engine.routing import Policy, RoutingContext
+from engine.runs import AUTO_CANCEL_RATIO, RunContext, RunWatch, call_and_record, endpoint, final_status
 from engine.schema import (
     Deltas,
     Experiment,
@@ -43,9 +43,6 @@ from engine.settings import Settings
 from engine.similarity import EmbeddingCache, get_embedder, histogram, score_pairs
 from engine.store import Store, new_id, utcnow
 
-AUTO_CANCEL_RATIO = 1.5
-#: Projected spend is checked after every this many settled pairs.
-AUTO_CANCEL_EVERY = 50
 #: The guide's floor for suggested caps, so penny-sized runs are not cancelled at fractions of a cent.
 SUGGESTED_CAP_FLOOR_USD = 0.05
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -304,47 +301,6 @@ def interrupted_row(base: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class RunWatch:
-    """Decides, after each batch, whether a run must stop (cancel, timeout, projected overrun)."""
-
-    status_of: Callable[[], str]
-    cap_usd: float
-    total: int
-    timeout_s: float
-    done: int = 0
-    spent: float = 0.0
-    checked_at: int = 0
-    started: float = field(default_factory=time.monotonic)
-    reason: str | None = None
-
-    def __call__(self, batch_done: int, batch_spent: float) -> str | None:
-        """Book a finished batch; return why the run must stop, or ``None``."""
-        self.done += batch_done
-        self.spent += batch_spent
-        if self.status_of() == "cancelled":
-            return self._stop("cancel", "cancelled on request")
-        if time.monotonic() - self.started > self.timeout_s:
-            return self._stop(
-                "timeout", f"hard timeout: the run passed {self.timeout_s / 60:g} minutes with {self.done:,} pairs done"
-            )
-        if self.done - self.checked_at >= AUTO_CANCEL_EVERY:
-            self.checked_at = self.done - self.done % AUTO_CANCEL_EVERY
-            projected = self.spent / self.done * self.total
-            if projected > AUTO_CANCEL_RATIO * self.cap_usd:
-                return self._stop(
-                    "auto_cancel",
-                    f"auto-cancelled: projected spend ${projected:.4f} for {self.total:,} pairs exceeds "
-                    f"{AUTO_CANCEL_RATIO:g} x the spend cap ${self.cap_usd:g} (spent ${self.spent:.4f} on "
-                    f"{self.done:,} pairs)",
-                )
-        return None
-
-    def _stop(self, kind: str, reason: str) -> str:
-        self.reason = reason
-        return kind
-
-
 def _side_summary(
     n: int, cost: pl.Series, latency: pl.Series, errors: int, routes: pl.Series, in_tok: int, out_tok: int
 ) -> Summary:
@@ -394,18 +350,6 @@ def summaries(pairs: pl.DataFrame, sample: pl.DataFrame, notes: list[str]) -> tu
     return baseline, candidate, deltas(baseline, candidate, notes)
 
 
-@dataclass(frozen=True)
-class RunContext:
-    """What ``execute`` needs besides the experiment."""
-
-    store: Store
-    catalog: Catalog
-    credentials: Credentials
-    logs_root: str
-    settings: Settings
-    on_progress: Callable[[int, int, float], None] | None = None
-
-
 def spec_of(experiment: Experiment) -> ExperimentCreate:
     """The create body an experiment was made from."""
     fields = {
@@ -444,23 +388,6 @@ def new_experiment(spec: ExperimentCreate) -> Experiment:
         embedding_model=spec.embedding_model,
         created_at=utcnow(),
     )
-
-
-def fanout_options(settings: Settings) -> FanoutOptions:
-    """Fan-out width and retries from the settings."""
-    return FanoutOptions(
-        workers=settings.workers,
-        concurrency=settings.concurrency,
-        retry=RetryPolicy(
-            max_attempts=settings.max_attempts, backoff_s=settings.retry_backoff_s, timeout_s=settings.call_timeout_s
-        ),
-    )
-
-
-def endpoint(credentials: Credentials, credential_id: str) -> Endpoint:
-    """The endpoint a credential names (its key read from the environment now)."""
-    credential = credentials.get(credential_id)
-    return Endpoint(credential.base_url, credential.api_key(credential_id), credential.rate_limit_rps)
 
 
 def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None) -> Experiment:
@@ -509,28 +436,19 @@ def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None
         checked_at=recorded.height,
     )
 
-    def on_outcomes(outcomes: list[Outcome]) -> str | None:
-        if outcomes:
-            results.append([pair_row(o, base_rows[o.job.call.pair_id]) for o in outcomes])
-        stop = watch(len(outcomes), sum(o.cost_usd for o in outcomes))
-        ctx.store.update_progress(experiment.id, done=watch.done, total=total, spend_usd=watch.spent)
-        if ctx.on_progress is not None:
-            ctx.on_progress(watch.done, total, watch.spent)
-        return stop
-
-    report = None
-    if jobs:
-        report = fan_out(
-            jobs,
-            run_id=experiment.id,
-            cap_usd=max(spec.spend_cap_usd - spent_before, 0.0),
-            endpoints=endpoints,
-            on_outcomes=on_outcomes,
-            on_dispatch=lambda batch, sent: (results.mark_started if sent else results.mark_not_started)(
-                [j.call.pair_id for j in batch]
-            ),
-            options=fanout_options(ctx.settings),
-        )
+    report = call_and_record(
+        jobs,
+        run_id=experiment.id,
+        cap_usd=spec.spend_cap_usd - spent_before,
+        endpoints=endpoints,
+        files=results,
+        rows_of=lambda outcomes: [pair_row(o, base_rows[o.job.call.pair_id]) for o in outcomes],
+        watch=watch,
+        save_progress=lambda done, total, spent: ctx.store.update_progress(
+            experiment.id, done=done, total=total, spend_usd=spent
+        ),
+        ctx=ctx,
+    )
     return _finish(running, planned, results, watch, report, spec, ctx)
 
 
@@ -539,7 +457,7 @@ def _finish(
     planned: Plan,
     results: PairStore,
     watch: RunWatch,
-    report: Any,
+    report: FanoutReport | None,
     spec: ExperimentCreate,
     ctx: RunContext,
 ) -> Experiment:
@@ -553,36 +471,38 @@ def _finish(
     embedder = get_embedder(embedder_name, catalog=ctx.catalog, api_key=api_key, base_url=base_url)
     cache = EmbeddingCache(ctx.settings.home / "embeddings.sqlite")
     ok = pairs.get_column("candidate_status") == "ok"
-    scored = score_pairs(
-        embedder,
-        pairs.get_column("baseline_text").to_list(),
-        [
-            t if good else None
-            for t, good in zip(pairs.get_column("candidate_text").to_list(), ok.to_list(), strict=True)
-        ],
-        cache,
-    )
+    baseline_texts = pairs.get_column("baseline_text").to_list()
+    candidate_texts = [
+        t if good else None for t, good in zip(pairs.get_column("candidate_text").to_list(), ok.to_list(), strict=True)
+    ]
+    calls_spent = float(pairs.get_column("candidate_cost_usd").sum() or 0.0)
+    # A paid embedder is checked against the cap before it is called, like any other spend.
+    chars = sum(len(t) for t in (*baseline_texts, *candidate_texts) if t)
+    embedding_estimate = chars / CHARS_PER_TOKEN * embedder.price_per_mtok / 1e6
+    if embedding_estimate and calls_spent + embedding_estimate > spec.spend_cap_usd:
+        notes.append(
+            f"Similarity was not scored: embedding with {embedder.name} (about ${embedding_estimate:.4f}) would "
+            f"pass spendCapUsd ${spec.spend_cap_usd:g} after ${calls_spent:.4f} of calls."
+        )
+        candidate_texts = [None] * len(candidate_texts)
+    scored = score_pairs(embedder, baseline_texts, candidate_texts, cache)
     embedding_spend = scored.tokens * embedder.price_per_mtok / 1e6
     pairs = pairs.with_columns(similarity=pl.Series(scored.similarity).fill_nan(None))
     results.write_final(pairs)
     hist = histogram(pairs.get_column("similarity").fill_null(np.nan).to_numpy())
-    spent = float(pairs.get_column("candidate_cost_usd").sum() or 0.0) + embedding_spend
-    status, reason = "completed", None
-    if report is not None and report.stop == "cap":
-        status = "cancelled"
-        reason = (
-            f"spend cap reached: the next calls would pass spendCapUsd ${spec.spend_cap_usd:g}; spent "
-            f"${spent:.4f} with {pairs.height:,} of {planned.effective:,} pairs done"
-        )
-    elif report is not None and report.stop is not None:
-        status, reason = ("failed" if report.stop == "timeout" else "cancelled"), watch.reason
+    spent = calls_spent + embedding_spend
+    status, reason = final_status(
+        report,
+        watch,
+        f"spend cap reached: the next calls would pass spendCapUsd ${spec.spend_cap_usd:g}; spent "
+        f"${spent:.4f} with {pairs.height:,} of {planned.effective:,} pairs done",
+        ctx.store.experiment_status(running.id) == "cancelled",
+    )
     baseline: Summary | None = None
     candidate: Summary | None = None
     change: Deltas | None = None
     if pairs.height:
         baseline, candidate, change = summaries(pairs, planned.sample, notes)
-    if ctx.store.experiment_status(running.id) == "cancelled" and status == "completed":
-        status, reason = "cancelled", "cancelled on request"
     finished = running.model_copy(
         update={
             "status": status,

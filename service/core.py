@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from engine import judging, responses
+from engine import judging, responses, runs
 from engine.credentials import Credentials, load_credentials
 from engine.errors import ConfigError, Conflict, NotFound
 from engine.experiment import run_routing_only
@@ -65,11 +65,9 @@ class Services:
         """The provider credentials (read once)."""
         return load_credentials(self.credentials_path)
 
-    def run_context(self, on_progress: ProgressFn | None = None) -> responses.RunContext:
+    def run_context(self, on_progress: ProgressFn | None = None) -> runs.RunContext:
         """What a with-responses run needs."""
-        return responses.RunContext(
-            self.store, self.catalog, self.credentials, self.logs_root, self.settings, on_progress
-        )
+        return runs.RunContext(self.store, self.catalog, self.credentials, self.logs_root, self.settings, on_progress)
 
 
 def open_services(

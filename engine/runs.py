@@ -1,0 +1,147 @@
+"""What every paid run shares: its context, the stop rules, and calling through the fan-out with checkpoints.
+
+With-responses experiments and judge runs both reserve and settle through
+one spend tracker per run, journal each batch before it is sent, checkpoint
+each batch that comes back, report progress, and stop on the cap, a
+projected overrun, a cancel or the hard timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.credentials import Credentials
+from engine.fanout import Endpoint, FanoutOptions, FanoutReport, Job, Outcome, fan_out
+from engine.pricing import Catalog
+from engine.providers import RetryPolicy
+from engine.results import ResultFiles
+from engine.settings import Settings
+from engine.store import Store
+
+AUTO_CANCEL_RATIO = 1.5
+#: Projected spend is checked after every this many settled calls.
+AUTO_CANCEL_EVERY = 50
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What ``execute`` needs besides the experiment."""
+
+    store: Store
+    catalog: Catalog
+    credentials: Credentials
+    logs_root: str
+    settings: Settings
+    on_progress: Callable[[int, int, float], None] | None = None
+
+
+@dataclass
+class RunWatch:
+    """Decides, after each batch, whether a run must stop (cancel, timeout, projected overrun)."""
+
+    status_of: Callable[[], str]
+    cap_usd: float
+    total: int
+    timeout_s: float
+    done: int = 0
+    spent: float = 0.0
+    checked_at: int = 0
+    started: float = field(default_factory=time.monotonic)
+    reason: str | None = None
+
+    def __call__(self, batch_done: int, batch_spent: float) -> str | None:
+        """Book a finished batch; return why the run must stop, or ``None``."""
+        self.done += batch_done
+        self.spent += batch_spent
+        if self.status_of() == "cancelled":
+            return self._stop("cancel", "cancelled on request")
+        if time.monotonic() - self.started > self.timeout_s:
+            return self._stop(
+                "timeout", f"hard timeout: the run passed {self.timeout_s / 60:g} minutes with {self.done:,} pairs done"
+            )
+        if self.done - self.checked_at >= AUTO_CANCEL_EVERY:
+            self.checked_at = self.done - self.done % AUTO_CANCEL_EVERY
+            projected = self.spent / self.done * self.total
+            if projected > AUTO_CANCEL_RATIO * self.cap_usd:
+                return self._stop(
+                    "auto_cancel",
+                    f"auto-cancelled: projected spend ${projected:.4f} for {self.total:,} pairs exceeds "
+                    f"{AUTO_CANCEL_RATIO:g} x the spend cap ${self.cap_usd:g} (spent ${self.spent:.4f} on "
+                    f"{self.done:,} pairs)",
+                )
+        return None
+
+    def _stop(self, kind: str, reason: str) -> str:
+        self.reason = reason
+        return kind
+
+
+def fanout_options(settings: Settings) -> FanoutOptions:
+    """Fan-out width and retries from the settings."""
+    return FanoutOptions(
+        workers=settings.workers,
+        concurrency=settings.concurrency,
+        retry=RetryPolicy(
+            max_attempts=settings.max_attempts, backoff_s=settings.retry_backoff_s, timeout_s=settings.call_timeout_s
+        ),
+    )
+
+
+def endpoint(credentials: Credentials, credential_id: str) -> Endpoint:
+    """The endpoint a credential names (its key read from the environment now)."""
+    credential = credentials.get(credential_id)
+    return Endpoint(credential.base_url, credential.api_key(credential_id), credential.rate_limit_rps)
+
+
+def call_and_record(
+    jobs: list[Job],
+    *,
+    run_id: str,
+    cap_usd: float,
+    endpoints: dict[str, Endpoint],
+    files: ResultFiles,
+    rows_of: Callable[[list[Outcome]], list[dict[str, Any]]],
+    watch: RunWatch,
+    save_progress: Callable[[int, int, float], None],
+    ctx: RunContext,
+) -> FanoutReport | None:
+    """Fan ``jobs`` out under ``cap_usd``; journal, checkpoint and report progress batch by batch."""
+    if not jobs:
+        return None
+
+    def on_outcomes(outcomes: list[Outcome]) -> str | None:
+        files.append(rows_of(outcomes))
+        stop = watch(len(outcomes), sum(o.cost_usd for o in outcomes))
+        save_progress(watch.done, watch.total, watch.spent)
+        if ctx.on_progress is not None:
+            ctx.on_progress(watch.done, watch.total, watch.spent)
+        return stop
+
+    def on_dispatch(batch: list[Job], sent: bool) -> None:
+        (files.mark_started if sent else files.mark_not_started)([j.call.pair_id for j in batch])
+
+    return fan_out(
+        jobs,
+        run_id=run_id,
+        cap_usd=max(cap_usd, 0.0),
+        endpoints=endpoints,
+        on_outcomes=on_outcomes,
+        on_dispatch=on_dispatch,
+        options=fanout_options(ctx.settings),
+    )
+
+
+def final_status(
+    report: FanoutReport | None, watch: RunWatch, cap_reason: str, cancelled_meanwhile: bool
+) -> tuple[str, str | None]:
+    """How a run ended: ``completed``, ``cancelled`` (cap, auto-cancel, request) or ``failed`` (timeout)."""
+    if report is not None and report.stop == "cap":
+        return "cancelled", cap_reason
+    if report is not None and report.stop is not None:
+        return ("failed" if report.stop == "timeout" else "cancelled"), watch.reason
+    if cancelled_meanwhile:
+        return "cancelled", "cancelled on request"
+    return "completed", None
