@@ -479,7 +479,8 @@ def _finish(
     # A paid embedder is checked against the cap before it is called, like any other spend.
     chars = sum(len(t) for t in (*baseline_texts, *candidate_texts) if t)
     embedding_estimate = chars / CHARS_PER_TOKEN * embedder.price_per_mtok / 1e6
-    if embedding_estimate and calls_spent + embedding_estimate > spec.spend_cap_usd:
+    cap = spec.spend_cap_usd or 0.0
+    if embedding_estimate and calls_spent + embedding_estimate > cap:
         notes.append(
             f"Similarity was not scored: embedding with {embedder.name} (about ${embedding_estimate:.4f}) would "
             f"pass spendCapUsd ${spec.spend_cap_usd:g} after ${calls_spent:.4f} of calls."

@@ -1,14 +1,35 @@
 """Fan-out of paid calls on Ray under one shared spend-tracking actor.
 
 ``SpendLedger`` is the pure core; ``SpendTracker`` and ``CallWorker`` are the
-classes the actors wrap; ``fan_out`` drives a run.
+classes the actors wrap; ``fan_out`` drives a run. Names load lazily so an
+actor process that only needs the tracker does not import the HTTP client.
 """
 
-from engine.fanout._driver import FanoutOptions, FanoutReport, fan_out
-from engine.fanout._ledger import SpendLedger
-from engine.fanout._ray import ensure_ray
-from engine.fanout._tracker import SpendTracker
-from engine.fanout._worker import CallWorker, Endpoint, Job, Outcome, Price
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.fanout._driver import FanoutOptions, FanoutReport, fan_out
+    from engine.fanout._ledger import SpendLedger
+    from engine.fanout._ray import ensure_ray
+    from engine.fanout._tracker import SpendTracker
+    from engine.fanout._worker import CallWorker, Endpoint, Job, Outcome, Price
+
+_HOMES = {
+    "FanoutOptions": "_driver",
+    "FanoutReport": "_driver",
+    "fan_out": "_driver",
+    "SpendLedger": "_ledger",
+    "ensure_ray": "_ray",
+    "SpendTracker": "_tracker",
+    "CallWorker": "_worker",
+    "Endpoint": "_worker",
+    "Job": "_worker",
+    "Outcome": "_worker",
+    "Price": "_worker",
+}
 
 __all__ = [
     "CallWorker",
@@ -23,3 +44,9 @@ __all__ = [
     "ensure_ray",
     "fan_out",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'engine.fanout' has no attribute {name!r}")
+    return getattr(import_module(f"engine.fanout.{_HOMES[name]}"), name)

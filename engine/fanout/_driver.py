@@ -66,7 +66,8 @@ def fan_out(
         for _ in range(opts.workers)
     ]
     batches = [list(jobs[i : i + opts.batch_size]) for i in range(0, len(jobs), opts.batch_size)]
-    per_worker = math.ceil(opts.concurrency / opts.batch_size) + 1
+    # Twice a worker's concurrency queued, so a batch held up by one slow call does not leave slots idle.
+    per_worker = math.ceil(2 * opts.concurrency / opts.batch_size) + 1
     in_flight: dict[Any, int] = {}
     load = [0] * len(workers)
     stop: str | None = None
