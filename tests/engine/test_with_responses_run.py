@@ -130,7 +130,7 @@ def test_the_cap_stops_the_run_before_it_is_passed(svc: core.Services) -> None:
     reason = experiment.status_reason or ""
     assert "spend cap reached" in reason and "$0.0075" in reason and "pairs done" in reason
     pairs = PairStore(svc.settings.home, experiment.id).frame()
-    assert 100 < pairs.height < 200
+    assert 0 < pairs.height < 200
     assert experiment.spend_usd == pytest.approx(pairs["candidate_cost_usd"].sum())
     assert experiment.spend_usd <= cap  # reservations cover max_tokens, so no call can overshoot
 
