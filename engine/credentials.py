@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from engine.configfile import load_yaml_model
 from engine.errors import ConfigError
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -55,16 +55,4 @@ class Credentials(BaseModel):
 
 def load_credentials(path: str | Path) -> Credentials:
     """Read and validate a credentials file."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"credentials file {path} does not exist", param="credentials") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"credentials file {path} is not valid YAML: {exc}", param="credentials") from None
-    try:
-        return Credentials.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"credentials file {path}: {where}: {err['msg']}", param="credentials") from None
+    return load_yaml_model(path, Credentials, what="credentials file", param="credentials")

@@ -48,6 +48,28 @@ def replay_spec(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_
     return replay(frame, policy, catalog)
 
 
+def new_experiment(spec: ExperimentCreate) -> Experiment:
+    """A queued experiment for ``spec`` (its summaries come when it runs)."""
+    label = "replay" if spec.mode == "routing_only" else "with responses"
+    return Experiment(
+        id=new_id("exp"),
+        name=spec.name or f"{spec.candidate_policy} {label}",
+        project_id=spec.project_id,
+        mode=spec.mode,
+        status="queued",
+        candidate_policy=spec.candidate_policy,
+        candidate_config=spec.candidate_config,
+        window_start=spec.window_start,
+        window_end=spec.window_end,
+        filters=spec.filters,
+        hypothesis=spec.hypothesis,
+        sample=spec.sample,
+        spend_cap_usd=spec.spend_cap_usd,
+        embedding_model=spec.embedding_model,
+        created_at=utcnow(),
+    )
+
+
 def run_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> Experiment:
     """Replay the spec and store the completed experiment; nothing is stored if any step fails."""
     if spec.mode != "routing_only":
@@ -55,28 +77,19 @@ def run_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog, 
             f"mode {spec.mode!r} cannot run here: this build replays routing only (mode 'routing_only')",
             param="mode",
         )
-    started = utcnow()
+    experiment = new_experiment(spec)
     result = replay_spec(spec, store=store, catalog=catalog, logs_root=logs_root)
     rows = result.baseline.request_count
-    experiment = Experiment(
-        id=new_id("exp"),
-        name=spec.name or f"{spec.candidate_policy} replay",
-        project_id=spec.project_id,
-        mode=spec.mode,
-        status="completed",
-        candidate_policy=spec.candidate_policy,
-        candidate_config=spec.candidate_config,
-        window_start=spec.window_start,
-        window_end=spec.window_end,
-        filters=spec.filters,
-        hypothesis=spec.hypothesis,
-        progress=Progress(done=rows, total=rows),
-        baseline_summary=result.baseline,
-        candidate_summary=result.candidate,
-        deltas=result.deltas,
-        notes=result.notes,
-        created_at=started,
-        started_at=started,
-        completed_at=utcnow(),
+    completed = experiment.model_copy(
+        update={
+            "status": "completed",
+            "progress": Progress(done=rows, total=rows),
+            "baseline_summary": result.baseline,
+            "candidate_summary": result.candidate,
+            "deltas": result.deltas,
+            "notes": result.notes,
+            "started_at": experiment.created_at,
+            "completed_at": utcnow(),
+        }
     )
-    return store.put_experiment(experiment)
+    return store.put_experiment(completed)

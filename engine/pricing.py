@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import polars as pl
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from engine.configfile import load_yaml_model
 from engine.errors import ConfigError
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -67,19 +67,7 @@ class Catalog(BaseModel):
 
 def load_catalog(path: str | Path) -> Catalog:
     """Read and validate a catalog file; a ``ConfigError`` names the bad entry."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"pricing catalog {path} does not exist", param="pricing") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"pricing catalog {path} is not valid YAML: {exc}", param="pricing") from None
-    try:
-        return Catalog.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"pricing catalog {path}: {where}: {err['msg']}", param="pricing") from None
+    return load_yaml_model(path, Catalog, what="pricing catalog", param="pricing")
 
 
 def row_cost(

@@ -41,7 +41,7 @@ from engine.schema import (
 )
 from engine.settings import Settings
 from engine.similarity import EmbeddingCache, get_embedder, histogram, score_pairs
-from engine.store import Store, new_id, utcnow
+from engine.store import Store, utcnow
 
 #: The guide's floor for suggested caps, so penny-sized runs are not cancelled at fractions of a cent.
 SUGGESTED_CAP_FLOOR_USD = 0.05
@@ -367,27 +367,6 @@ def spec_of(experiment: Experiment) -> ExperimentCreate:
         "embedding_model",
     }
     return ExperimentCreate.model_validate(experiment.model_dump(include=fields))
-
-
-def new_experiment(spec: ExperimentCreate) -> Experiment:
-    """A queued experiment for ``spec``."""
-    return Experiment(
-        id=new_id("exp"),
-        name=spec.name or f"{spec.candidate_policy} with responses",
-        project_id=spec.project_id,
-        mode=spec.mode,
-        status="queued",
-        candidate_policy=spec.candidate_policy,
-        candidate_config=spec.candidate_config,
-        window_start=spec.window_start,
-        window_end=spec.window_end,
-        filters=spec.filters,
-        hypothesis=spec.hypothesis,
-        sample=spec.sample,
-        spend_cap_usd=spec.spend_cap_usd,
-        embedding_model=spec.embedding_model,
-        created_at=utcnow(),
-    )
 
 
 def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None) -> Experiment:

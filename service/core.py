@@ -17,7 +17,7 @@ import polars as pl
 from engine import judging, responses, runs
 from engine.credentials import Credentials, load_credentials
 from engine.errors import ConfigError, Conflict, NotFound
-from engine.experiment import run_routing_only
+from engine.experiment import new_experiment, run_routing_only
 from engine.pricing import Catalog, load_catalog
 from engine.results import ROW_COLUMNS, PairStore, decode_cursor, encode_cursor, query_pairs
 from engine.schema import (
@@ -141,7 +141,7 @@ def create_experiment(
     planned = responses.plan(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
     models = sorted(set(planned.sample.get_column("route_model").to_list()))
     responses.endpoints_for(spec, models, svc.catalog, svc.credentials)  # unknown credential / missing key: refuse now
-    experiment = svc.store.put_experiment(responses.new_experiment(spec))
+    experiment = svc.store.put_experiment(new_experiment(spec))
     return responses.execute(experiment, svc.run_context(on_progress), planned)
 
 

@@ -36,8 +36,7 @@ from types import TracebackType
 from typing import IO, Annotated, Any, Literal
 
 import uvicorn
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
@@ -46,6 +45,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.configfile import load_yaml_model
 from engine.errors import ConfigError
 from engine.providers._base import PAIR_HEADER
 from engine.providers._sim_judge import JudgeDraw, SimJudgeProfile, is_judge_system, sim_judge_reply
@@ -184,22 +184,7 @@ class SimConfig(BaseModel):
 
 def load_sim_config(path: str | Path) -> SimConfig:
     """Read and validate a simulator config file; a ``ConfigError`` names the bad field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"simulator config {path} does not exist", param="config") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"simulator config {path} is not valid YAML: {exc}", param="config") from None
-    try:
-        return SimConfig.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "config"
-        raise ConfigError(f"simulator config {path}: {where}: {error['msg']}", param=where) from None
-
-
-# --- pure logic -------------------------------------------------------------------------------------------------
+    return load_yaml_model(path, SimConfig, what="simulator config", missing_param="config")
 
 
 def count_tokens(text: str) -> int:
