@@ -25,9 +25,7 @@ from engine.errors import ConfigError
 BUCKETS = ("high", "mild", "major")
 VERDICTS = ("better", "equivalent", "worse")
 Verdict = Literal["better", "equivalent", "worse"]
-DEFAULT_PER_BUCKET = 100
 MAX_PAIRS = 1500
-DEFAULT_JUDGE_MODEL = "gpt-4o"
 #: Tokens budgeted for the judge's reply (the JSON verdict and a one-sentence reason).
 VERDICT_TOKENS = 80
 CHARS_PER_TOKEN = 4.0

@@ -10,7 +10,7 @@ import base64
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 
@@ -39,9 +39,6 @@ PAIR_SCHEMA: dict[str, pl.DataType] = {
 #: Columns of a results row in lists (the two texts only on the single-pair view).
 ROW_COLUMNS = [c for c in PAIR_SCHEMA if c not in ("request_json", "baseline_text", "candidate_text")]
 
-Sort = Literal[
-    "similarity_asc", "similarity_desc", "cost_delta_desc", "cost_delta_asc", "timestamp_desc", "timestamp_asc"
-]
 SORTS: dict[str, tuple[str, bool]] = {
     "similarity_asc": ("similarity", False),
     "similarity_desc": ("similarity", True),

@@ -39,9 +39,6 @@ class PolicyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-C = TypeVar("C", bound=PolicyConfig)
-
-
 class Policy(ABC):
     """A routing policy: one vectorised ``route`` over the window."""
 
