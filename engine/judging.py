@@ -18,7 +18,7 @@ from engine.errors import ConfigError, Conflict
 from engine.fanout import Job, Outcome, Price
 from engine.providers import ChatCall
 from engine.results import PairStore, ResultFiles
-from engine.runs import RunContext, RunWatch, call_and_record, endpoint, final_status
+from engine.runs import RunContext, RunWatch, call_and_record, check_spend_cap, endpoint, final_status, suggested_cap
 from engine.schema import Experiment, JudgeCreate, JudgePreflight, JudgeRun, Progress, Project
 from engine.similarity import bucket_of
 from engine.store import new_id, utcnow
@@ -126,7 +126,7 @@ def preflight_judge(experiment: Experiment, spec: JudgeCreate, project: Project,
         estimated_cost_usd=estimated,
         per_call_estimate_usd=planned.per_call_estimate_usd,
         spend_cap_usd=cap,
-        suggested_spend_cap_usd=min(max(2 * estimated, 0.05), cap),
+        suggested_spend_cap_usd=suggested_cap(estimated, cap),
         requires_confirmation=estimated > cap,
         notes=planned.notes,
         rubric=planned.rubric,
@@ -136,15 +136,7 @@ def preflight_judge(experiment: Experiment, spec: JudgeCreate, project: Project,
 
 def validate_judge(spec: JudgeCreate, project: Project) -> float:
     """The run's cap: required and at most the project's ``judge_spend_cap_usd``."""
-    if spec.spend_cap_usd is None:
-        raise ConfigError("spendCapUsd is required to start a judge run", param="spendCapUsd")
-    if spec.spend_cap_usd > project.judge_spend_cap_usd:
-        raise ConfigError(
-            f"spendCapUsd {spec.spend_cap_usd:g} is above the project's judge_spend_cap_usd "
-            f"{project.judge_spend_cap_usd:g}",
-            param="spendCapUsd",
-        )
-    return spec.spend_cap_usd
+    return check_spend_cap(spec.spend_cap_usd, project.judge_spend_cap_usd, "judge_spend_cap_usd", "a judge run")
 
 
 def new_judge_run(experiment: Experiment, spec: JudgeCreate, planned: JudgePlan, cap: float) -> JudgeRun:

@@ -27,7 +27,16 @@ from engine.providers import ChatCall
 from engine.replay import REPLAY_COLUMNS, candidate_rows, deltas
 from engine.results import PairStore
 from engine.routing import Policy, RoutingContext
-from engine.runs import AUTO_CANCEL_RATIO, RunContext, RunWatch, call_and_record, endpoint, final_status
+from engine.runs import (
+    AUTO_CANCEL_RATIO,
+    RunContext,
+    RunWatch,
+    call_and_record,
+    check_spend_cap,
+    endpoint,
+    final_status,
+    suggested_cap,
+)
 from engine.schema import (
     Deltas,
     Experiment,
@@ -43,8 +52,6 @@ from engine.settings import Settings
 from engine.similarity import EmbeddingCache, get_embedder, histogram, score_pairs
 from engine.store import Store, utcnow
 
-#: The guide's floor for suggested caps, so penny-sized runs are not cancelled at fractions of a cent.
-SUGGESTED_CAP_FLOOR_USD = 0.05
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 #: Characters per token, for estimating embedding tokens from text length.
 CHARS_PER_TOKEN = 4.0
@@ -74,14 +81,9 @@ def validate(spec: ExperimentCreate, project: Project, settings: Settings) -> No
             "(logging mode 'full')",
             param="mode",
         )
-    if spec.spend_cap_usd is None:
-        raise ConfigError("spendCapUsd is required for with_responses experiments", param="spendCapUsd")
-    if spec.spend_cap_usd > project.experiment_spend_cap_usd:
-        raise ConfigError(
-            f"spendCapUsd {spec.spend_cap_usd:g} is above the project's experiment_spend_cap_usd "
-            f"{project.experiment_spend_cap_usd:g}",
-            param="spendCapUsd",
-        )
+    check_spend_cap(
+        spec.spend_cap_usd, project.experiment_spend_cap_usd, "experiment_spend_cap_usd", "with_responses experiments"
+    )
     size = spec.sample.size if spec.sample else settings.sample_min
     if not settings.sample_min <= size <= settings.sample_max:
         raise ConfigError(
@@ -218,7 +220,7 @@ def preflight(spec: ExperimentCreate, project: Project, *, store: Store, catalog
             notes=planned.notes,
         ),
         spend_cap_usd=cap,
-        suggested_spend_cap_usd=min(max(2 * estimated, SUGGESTED_CAP_FLOOR_USD), cap),
+        suggested_spend_cap_usd=suggested_cap(estimated, cap),
         requires_confirmation=estimated > cap,
         auto_cancel_ratio=AUTO_CANCEL_RATIO,
     )

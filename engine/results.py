@@ -148,6 +148,15 @@ def decode_cursor(cursor: str | None) -> int:
         raise ConfigError(f"invalid cursor {cursor!r}", param="cursor") from None
 
 
+def page(frame: pl.DataFrame, limit: int, cursor: str | None) -> tuple[pl.DataFrame, str | None]:
+    """One page of an already sorted frame, and the cursor of the next page (``None`` at the end)."""
+    if not 1 <= limit <= 1000:
+        raise ConfigError("limit must be between 1 and 1000", param="limit")
+    offset = decode_cursor(cursor)
+    more = offset + limit < frame.height
+    return frame.slice(offset, limit), (encode_cursor(offset + limit) if more else None)
+
+
 def query_pairs(
     frame: pl.DataFrame,
     *,
@@ -163,8 +172,6 @@ def query_pairs(
         raise ConfigError(f"sort must be one of: {', '.join(SORTS)}", param="sort")
     if candidate_status not in ("ok", "error", "any"):
         raise ConfigError("candidate_status must be ok, error or any", param="candidate_status")
-    if not 1 <= limit <= 1000:
-        raise ConfigError("limit must be between 1 and 1000", param="limit")
     out = frame
     if candidate_status != "any":
         out = out.filter(pl.col("candidate_status") == candidate_status)
@@ -173,8 +180,4 @@ def query_pairs(
     if max_similarity is not None:
         out = out.filter(pl.col("similarity") <= max_similarity)
     column, descending = SORTS[sort]
-    out = out.sort([column, "request_id"], descending=[descending, False], nulls_last=True)
-    offset = decode_cursor(cursor)
-    page = out.slice(offset, limit)
-    more = offset + limit < out.height
-    return page, (encode_cursor(offset + limit) if more else None)
+    return page(out.sort([column, "request_id"], descending=[descending, False], nulls_last=True), limit, cursor)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.credentials import Credentials
+from engine.errors import ConfigError
 from engine.fanout import Endpoint, FanoutOptions, FanoutReport, Job, Outcome, fan_out
 from engine.pricing import Catalog
 from engine.providers import RetryPolicy
@@ -24,6 +25,24 @@ from engine.store import Store
 AUTO_CANCEL_RATIO = 1.5
 #: Projected spend is checked after every this many settled calls.
 AUTO_CANCEL_EVERY = 50
+#: The guide's floor for suggested caps, so penny-sized runs are not cancelled at fractions of a cent.
+SUGGESTED_CAP_FLOOR_USD = 0.05
+
+
+def suggested_cap(estimated_usd: float, limit_usd: float) -> float:
+    """``min(max(2 x estimate, $0.05), limit)``: the cap a preflight suggests."""
+    return min(max(2 * estimated_usd, SUGGESTED_CAP_FLOOR_USD), limit_usd)
+
+
+def check_spend_cap(cap_usd: float | None, limit_usd: float, limit_name: str, run: str) -> float:
+    """A run's ``spendCapUsd``: required, and at most the project's ``limit_name``."""
+    if cap_usd is None:
+        raise ConfigError(f"spendCapUsd is required for {run}", param="spendCapUsd")
+    if cap_usd > limit_usd:
+        raise ConfigError(
+            f"spendCapUsd {cap_usd:g} is above the project's {limit_name} {limit_usd:g}", param="spendCapUsd"
+        )
+    return cap_usd
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from engine.credentials import Credentials, load_credentials
 from engine.errors import ConfigError, Conflict, NotFound
 from engine.experiment import new_experiment, run_routing_only
 from engine.pricing import Catalog, load_catalog
-from engine.results import ROW_COLUMNS, PairStore, decode_cursor, encode_cursor, query_pairs
+from engine.results import ROW_COLUMNS, PairStore, page, query_pairs
 from engine.schema import (
     Experiment,
     ExperimentCreate,
@@ -325,12 +325,6 @@ def judge_results(
     rank = pl.col("verdict").replace_strict(
         {"worse": 0, "equivalent": 2, "better": 3}, default=1, return_dtype=pl.Int64
     )
-    rows = rows.sort([rank, "similarity", "request_id"], nulls_last=True)
-    offset = decode_cursor(cursor)
-    if not 1 <= limit <= 1000:
-        raise ConfigError("limit must be between 1 and 1000", param="limit")
-    page = rows.slice(offset, limit)
-    more = offset + limit < rows.height
+    rows, next_cursor = page(rows.sort([rank, "similarity", "request_id"], nulls_last=True), limit, cursor)
     pairs = _pairs(svc, get_experiment(svc, run.experiment_id)).select("request_id", "baseline_text", "candidate_text")
-    page = page.join(pairs, on="request_id", how="left", maintain_order="left")
-    return page.to_dicts(), (encode_cursor(offset + limit) if more else None)
+    return rows.join(pairs, on="request_id", how="left", maintain_order="left").to_dicts(), next_cursor

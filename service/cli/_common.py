@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +33,21 @@ PricingOpt = Annotated[
 def services(logs: str | None = None, pricing: Path | None = None, credentials: Path | None = None) -> Services:
     """Services from the environment's settings with these flag overrides."""
     return open_services(get_settings(), logs=logs, pricing=pricing, credentials=credentials)
+
+
+def emit(obj: Any, json_: bool, view: Callable[[Any], Any]) -> None:
+    """``--json``: the object as JSON; otherwise its rendering on stdout."""
+    if json_:
+        print_json(obj)
+    else:
+        out.print(view(obj))
+
+
+def emit_page(rows: list[Any], next_cursor: str | None, json_: bool, view: Callable[[Any], Any]) -> None:
+    """A page of a list: JSON rows, or their rendering and how to get the next page."""
+    emit(rows, json_, view)
+    if next_cursor and not json_:
+        out.print(f"more: --cursor {next_cursor}")
 
 
 def print_json(obj: Any) -> None:

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.errors import ConfigError
 from service import core
-from service.cli._common import JsonOpt, LogsOpt, PricingOpt, err, out, print_json, services
+from service.cli._common import JsonOpt, LogsOpt, PricingOpt, emit, emit_page, err, out, print_json, services
 from service.cli._render import comparison, experiment_list, histogram_view, pairs_view, preflight_table
 
 app = typer.Typer(help="Run and inspect experiments.", no_args_is_help=True)
@@ -66,10 +66,7 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int, float], None]]:
 def preflight(spec: SpecArg, logs: LogsOpt = None, pricing: PricingOpt = None, json_: JsonOpt = False) -> None:
     """Estimate what a with-responses run of SPEC would cost, and suggest a spend cap."""
     result = core.preflight_experiment(services(logs, pricing), read_spec(spec), create_missing_project=True)
-    if json_:
-        print_json(result)
-    else:
-        out.print(preflight_table(result))
+    emit(result, json_, preflight_table)
 
 
 @app.command()
@@ -89,10 +86,7 @@ def run(
     else:
         with err.status("replaying window…"):
             experiment = core.create_experiment(svc, body, create_missing_project=True)
-    if json_:
-        print_json(experiment)
-    else:
-        out.print(comparison(experiment))
+    emit(experiment, json_, comparison)
 
 
 @app.command()
@@ -103,10 +97,7 @@ def resume(
     svc = services(logs, None, credentials)
     with progress_bar("pairs") as report:
         experiment = core.resume_experiment(svc, experiment_id, on_progress=report)
-    if json_:
-        print_json(experiment)
-    else:
-        out.print(comparison(experiment))
+    emit(experiment, json_, comparison)
 
 
 @app.command()
@@ -146,12 +137,7 @@ def results(
         min_similarity=min_similarity,
         max_similarity=max_similarity,
     )
-    if json_:
-        print_json(rows)
-        return
-    out.print(pairs_view(rows))
-    if next_cursor:
-        out.print(f"more: --cursor {next_cursor}")
+    emit_page(rows, next_cursor, json_, pairs_view)
 
 
 @app.command()
@@ -162,10 +148,7 @@ def histogram(
 ) -> None:
     """The similarity histogram (10 buckets) and the agreement headline."""
     result = core.experiment_histogram(services(), experiment_id, threshold=threshold)
-    if json_:
-        print_json(result)
-    else:
-        out.print(histogram_view(result))
+    emit(result, json_, histogram_view)
 
 
 @app.command("list")
@@ -179,22 +162,14 @@ def list_(
     items, next_cursor = core.list_experiments(
         services(), project_ids=[project] if project else None, limit=limit, cursor=cursor
     )
-    if json_:
-        print_json(items)
-        return
-    out.print(experiment_list(items))
-    if next_cursor:
-        out.print(f"more: --cursor {next_cursor}")
+    emit_page(items, next_cursor, json_, experiment_list)
 
 
 @app.command()
 def show(experiment_id: str, json_: JsonOpt = False) -> None:
     """Show one experiment."""
     experiment = core.get_experiment(services(), experiment_id)
-    if json_:
-        print_json(experiment)
-    else:
-        out.print(comparison(experiment))
+    emit(experiment, json_, comparison)
 
 
 @app.command()

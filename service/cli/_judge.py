@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from service import core
-from service.cli._common import JsonOpt, out, print_json, services
+from service.cli._common import JsonOpt, emit, emit_page, out, print_json, services
 from service.cli._experiments import CredentialsOpt, progress_bar
 from service.cli._render import judge_preflight_table, judge_run_view, verdicts_view
 
@@ -60,10 +60,7 @@ def preflight(
 ) -> None:
     """What a judge run would cost, per bucket, and a suggested spend cap."""
     result = core.preflight_judge(services(), experiment_id, _body(model, rubric, high, mild, major, order, credential))
-    if json_:
-        print_json(result)
-    else:
-        out.print(judge_preflight_table(result))
+    emit(result, json_, judge_preflight_table)
 
 
 @app.command()
@@ -84,20 +81,14 @@ def run(
     body = _body(model, rubric, high, mild, major, order, credential, spend_cap)
     with progress_bar("judge calls") as report:
         result = core.create_judge_run(services(credentials=credentials), experiment_id, body, on_progress=report)
-    if json_:
-        print_json(result)
-    else:
-        out.print(judge_run_view(result))
+    emit(result, json_, judge_run_view)
 
 
 @app.command()
 def show(run_id: str, json_: JsonOpt = False) -> None:
     """One judge run: status, breakdown with 95% intervals, by bucket."""
     result = core.get_judge_run(services(), run_id)
-    if json_:
-        print_json(result)
-    else:
-        out.print(judge_run_view(result))
+    emit(result, json_, judge_run_view)
 
 
 @app.command("list")
@@ -126,12 +117,7 @@ def results(
     rows, next_cursor = core.judge_results(
         services(), run_id, verdict=verdict, bucket=bucket, limit=limit, cursor=cursor
     )
-    if json_:
-        print_json(rows)
-        return
-    out.print(verdicts_view(rows))
-    if next_cursor:
-        out.print(f"more: --cursor {next_cursor}")
+    emit_page(rows, next_cursor, json_, verdicts_view)
 
 
 @app.command()
