@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from engine.configfile import load_yaml_model
 from engine.errors import ConfigError
@@ -23,9 +23,12 @@ class Credential(BaseModel):
     base_url: str = Field(OPENAI_BASE_URL, description="The endpoint's base URL (…/v1).")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
     rate_limit_rps: float | None = Field(None, gt=0, description="Most requests per second to send.")
+    secret: SecretStr | None = Field(None, exclude=True, description="A key stored through the API (never shown).")
 
     def api_key(self, credential_id: str) -> str:
-        """The key from the environment; local endpoints without ``api_key_env`` get a placeholder."""
+        """The stored key, else the key from the environment; keyless local endpoints get a placeholder."""
+        if self.secret is not None:
+            return self.secret.get_secret_value()
         if self.api_key_env is None:
             return "not-needed"
         value = os.environ.get(self.api_key_env)
@@ -51,6 +54,10 @@ class Credentials(BaseModel):
                 f"unknown provider credential {credential_id!r}; known: {', '.join(sorted(self.credentials))}",
                 param="provider_credential_id",
             ) from None
+
+    def merged(self, extra: dict[str, Credential]) -> Credentials:
+        """These credentials plus ``extra`` (which win on a shared id)."""
+        return Credentials(credentials={**self.credentials, **extra})
 
 
 def load_credentials(path: str | Path) -> Credentials:

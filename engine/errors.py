@@ -54,6 +54,20 @@ class EmptyWindowError(ConfigError):
     error_type = "empty_window"
 
 
+class Unauthorized(RehearsalError):
+    """The request carries no valid management key."""
+
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class Forbidden(RehearsalError):
+    """The key is valid but may not do this (e.g. a project-scoped key creating projects)."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+
 class NotFound(RehearsalError):
     """The object does not exist (or is not visible to the caller)."""
 
@@ -80,3 +94,10 @@ class ProviderError(RehearsalError):
 
     status_code = 502
     error_type = "provider_error"
+
+
+class Unavailable(RehearsalError):
+    """A service the request needs (e.g. the orchestrator) cannot be reached now; retry later."""
+
+    status_code = 503
+    error_type = "service_unavailable"

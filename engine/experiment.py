@@ -70,17 +70,22 @@ def new_experiment(spec: ExperimentCreate) -> Experiment:
     )
 
 
-def run_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> Experiment:
-    """Replay the spec and store the completed experiment; nothing is stored if any step fails."""
-    if spec.mode != "routing_only":
-        raise ConfigError(
-            f"mode {spec.mode!r} cannot run here: this build replays routing only (mode 'routing_only')",
-            param="mode",
-        )
-    experiment = new_experiment(spec)
-    result = replay_spec(spec, store=store, catalog=catalog, logs_root=logs_root)
+def spec_of(experiment: Experiment) -> ExperimentCreate:
+    """The create body an experiment was made from."""
+    return ExperimentCreate.model_validate(experiment.model_dump(include=set(ExperimentCreate.model_fields)))
+
+
+def check_routing_only(spec: ExperimentCreate, *, store: Store, logs_root: str) -> None:
+    """Refuse a routing-only spec that cannot run: a bad candidate or an empty window (reads one column)."""
+    candidate_policy(spec, store)
+    load_window(logs_root, window_of(spec), ["request_id"])
+
+
+def replay_into(experiment: Experiment, *, store: Store, catalog: Catalog, logs_root: str) -> Experiment:
+    """The routing-only ``experiment``, completed with its replay's summaries (not stored)."""
+    result = replay_spec(spec_of(experiment), store=store, catalog=catalog, logs_root=logs_root)
     rows = result.baseline.request_count
-    completed = experiment.model_copy(
+    return experiment.model_copy(
         update={
             "status": "completed",
             "progress": Progress(done=rows, total=rows),
@@ -88,8 +93,17 @@ def run_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog, 
             "candidate_summary": result.candidate,
             "deltas": result.deltas,
             "notes": result.notes,
-            "started_at": experiment.created_at,
+            "started_at": experiment.started_at or experiment.created_at,
             "completed_at": utcnow(),
         }
     )
-    return store.put_experiment(completed)
+
+
+def run_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> Experiment:
+    """Replay the spec and store the completed experiment; nothing is stored if any step fails."""
+    if spec.mode != "routing_only":
+        raise ConfigError(
+            f"mode {spec.mode!r} cannot run here: this build replays routing only (mode 'routing_only')",
+            param="mode",
+        )
+    return store.put_experiment(replay_into(new_experiment(spec), store=store, catalog=catalog, logs_root=logs_root))

@@ -19,7 +19,7 @@ import polars as pl
 
 from engine.credentials import Credentials
 from engine.errors import ConfigError, EmptyWindowError
-from engine.experiment import candidate_policy, window_of
+from engine.experiment import candidate_policy, spec_of, window_of
 from engine.fanout import Endpoint, FanoutReport, Job, Outcome, Price
 from engine.logs import load_window
 from engine.pricing import Catalog
@@ -350,25 +350,6 @@ def summaries(pairs: pl.DataFrame, sample: pl.DataFrame, notes: list[str]) -> tu
         int(base.get_column("candidate_output_tokens").sum()),
     )
     return baseline, candidate, deltas(baseline, candidate, notes)
-
-
-def spec_of(experiment: Experiment) -> ExperimentCreate:
-    """The create body an experiment was made from."""
-    fields = {
-        "name",
-        "project_id",
-        "candidate_policy",
-        "candidate_config",
-        "window_start",
-        "window_end",
-        "mode",
-        "filters",
-        "hypothesis",
-        "sample",
-        "spend_cap_usd",
-        "embedding_model",
-    }
-    return ExperimentCreate.model_validate(experiment.model_dump(include=fields))
 
 
 def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None) -> Experiment:

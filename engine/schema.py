@@ -181,6 +181,7 @@ class Experiment(BaseModel):
     similarity_summary: SimilaritySummary | None = None
     embedding_model: str | None = None
     promoted_version: int | None = None
+    flow_run_id: str | None = Field(None, description="The Prefect flow run executing it (served runs only).")
     created_at: dt.datetime
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
@@ -285,6 +286,123 @@ class JudgeRun(BaseModel):
     progress: Progress = Field(default_factory=Progress)
     summary: dict[str, Any] | None = None
     notes: list[str] = Field(default_factory=list)
+    flow_run_id: str | None = Field(None, description="The Prefect flow run executing it (served runs only).")
     created_at: dt.datetime
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
+
+
+class ProjectCreate(Body):
+    """The body of ``POST /manage/v1/projects``."""
+
+    id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    logging_mode: LoggingMode = "full"
+    experiment_spend_cap_usd: float = Field(50.0, gt=0)
+    judge_spend_cap_usd: float = Field(20.0, gt=0)
+
+
+class ProjectUpdate(Body):
+    """The body of ``PATCH /manage/v1/projects/{id}``: only the fields given change."""
+
+    logging_mode: LoggingMode | None = None
+    experiment_spend_cap_usd: float | None = Field(None, gt=0)
+    judge_spend_cap_usd: float | None = Field(None, gt=0)
+
+
+class CredentialCreate(Body):
+    """The body of ``POST /manage/v1/provider-credentials``; ``apiKey`` is write-only."""
+
+    project_id: str = Field(min_length=1)
+    vendor: Literal["openai"] = "openai"
+    base_url: str = Field("https://api.openai.com/v1", pattern=r"^https?://")
+    api_key: str | None = Field(None, min_length=1, description="Stored, never returned.")
+    rate_limit_rps: float | None = Field(None, gt=0)
+
+
+class ProviderCredential(BaseModel):
+    """A provider credential as the API shows it: the key itself never appears."""
+
+    id: str
+    object: Literal["provider_credential"] = "provider_credential"
+    project_id: str
+    vendor: Literal["openai"]
+    base_url: str
+    rate_limit_rps: float | None = None
+    has_api_key: bool
+    created_at: dt.datetime
+
+
+class RoutingConfigCreate(Body):
+    """The body of ``POST /manage/v1/projects/{id}/routing-configs``: the next version of ``slug``."""
+
+    slug: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    policy: str = Field(min_length=1)
+    config: dict[str, Any]
+
+
+class KeyCreate(Body):
+    """The body of ``POST /manage/v1/keys``: a key for some of the caller's projects."""
+
+    project_ids: list[str] = Field(min_length=1, max_length=100)
+    name: str = Field("", max_length=200)
+
+
+class ApiKey(BaseModel):
+    """A management key as listed: its secret is shown once, at creation, and never again."""
+
+    id: str
+    object: Literal["api_key"] = "api_key"
+    name: str = ""
+    prefix: str = Field(description="The first characters of the key, to recognise it.")
+    project_ids: list[str]
+    all_projects: bool = False
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+
+
+class CreatedApiKey(ApiKey):
+    """A new key, with its secret (returned by create only)."""
+
+    key: str
+
+
+class PairRow(BaseModel):
+    """One per-pair result row of a with-responses experiment."""
+
+    request_id: str
+    timestamp: dt.datetime | None = None
+    baseline_model: str | None = None
+    candidate_model: str | None = None
+    baseline_cost_usd: float | None = None
+    candidate_cost_usd: float | None = None
+    cost_delta_usd: float | None = None
+    baseline_latency_ms: float | None = None
+    candidate_latency_ms: float | None = None
+    candidate_status: str | None = None
+    error_type: str | None = None
+    candidate_input_tokens: int | None = None
+    candidate_output_tokens: int | None = None
+    attempts: int | None = None
+    similarity: float | None = None
+
+
+class PairDetail(PairRow):
+    """One pair with both answers (the single-pair view)."""
+
+    baseline_text: str | None = None
+    candidate_text: str | None = None
+
+
+class VerdictRow(BaseModel):
+    """One judged pair, with both answers."""
+
+    request_id: str
+    bucket: str | None = None
+    similarity: float | None = None
+    verdict: str | None = None
+    reason: str | None = None
+    position_flip: bool | None = None
+    parse_error: bool | None = None
+    cost_usd: float | None = None
+    baseline_text: str | None = None
+    candidate_text: str | None = None

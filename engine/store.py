@@ -8,7 +8,11 @@ failed call leaves nothing half-written.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import os
 import secrets
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -17,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, NotFound
-from engine.schema import Experiment, JudgeRun, Project, RoutingConfigVersion
+from engine.schema import (
+    ApiKey,
+    CreatedApiKey,
+    Experiment,
+    JudgeRun,
+    Project,
+    ProviderCredential,
+    RoutingConfigVersion,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -51,11 +63,38 @@ CREATE TABLE IF NOT EXISTS routing_configs (
     body TEXT NOT NULL,
     UNIQUE (project_id, slug, version)
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    principal TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER,
+    response TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (principal, key)
+);
+CREATE TABLE IF NOT EXISTS provider_credentials (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    secret TEXT,
+    body TEXT NOT NULL
+);
 """
 
 
 #: Columns added after a table first shipped: (table, column, type). Older stores gain them on open.
-_ADDED_COLUMNS = [("experiments", "parent_id", "TEXT")]
+_ADDED_COLUMNS = [
+    ("experiments", "parent_id", "TEXT"),
+    ("experiments", "lease", "TEXT"),
+    ("judge_runs", "lease", "TEXT"),
+]
+#: A run that has ended never goes back to queued or running.
+_FINAL = "('completed', 'cancelled', 'failed')"
+RUN_TABLES = ("experiments", "judge_runs")
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -73,6 +112,31 @@ def new_id(prefix: str) -> str:
 def utcnow() -> dt.datetime:
     """Now, in UTC, to the microsecond."""
     return dt.datetime.now(dt.UTC)
+
+
+def this_process() -> str:
+    """The lease a run takes while this process executes it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_is_live(lease: str | None) -> bool:
+    """Whether the process holding ``lease`` still runs (leases of other hosts count as live)."""
+    if not lease:
+        return False
+    host, _, pid = lease.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _key_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 class Store:
@@ -130,7 +194,8 @@ class Store:
         with self._connect() as conn:
             conn.execute(
                 f"INSERT INTO {table} (id, project_id, status, created_at, parent_id, body) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body",
+                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body "
+                f"WHERE NOT ({table}.status IN {_FINAL} AND excluded.status IN ('queued', 'running'))",
                 (run.id, run.project_id, run.status, run.created_at.isoformat(), extra, run.model_dump_json()),
             )
 
@@ -164,6 +229,44 @@ class Store:
                 (reason, utcnow().isoformat(), run_id),
             )
             return cur.rowcount == 1
+
+    def claim_run(self, table: str, run_id: str) -> bool:
+        """Take the lease of an unfinished run for this process; False if it ended or a live process holds it."""
+        mine = this_process()
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT status, lease FROM {table} WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"run {run_id!r} does not exist", param="id")
+            status, lease = row
+            if status not in ("queued", "running") or (lease != mine and lease_is_live(lease)):
+                return False
+            cur = conn.execute(f"UPDATE {table} SET lease = ? WHERE id = ? AND lease IS ?", (mine, run_id, lease))
+            return cur.rowcount == 1
+
+    def unfinished_runs(self, table: str) -> list[tuple[str, str, str | None]]:
+        """``(id, status, lease)`` of every queued or running run, oldest first."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT id, status, lease FROM {table} WHERE status IN ('queued', 'running') ORDER BY created_at"
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def fail_run(self, table: str, run_id: str, reason: str) -> bool:
+        """Mark an unfinished run failed with ``reason``; False if it had ended."""
+        with self._connect() as conn:
+            cur = conn.execute(
+                f"UPDATE {table} SET status = 'failed', body = json_set(body, '$.status', 'failed', "
+                "'$.status_reason', ?, '$.completed_at', ?) WHERE id = ? AND status IN ('queued', 'running')",
+                (reason, utcnow().isoformat(), run_id),
+            )
+            return cur.rowcount == 1
+
+    def set_flow_run(self, table: str, run_id: str, flow_run_id: str) -> None:
+        """Record the Prefect flow run that executes a run."""
+        with self._connect() as conn:
+            conn.execute(
+                f"UPDATE {table} SET body = json_set(body, '$.flow_run_id', ?) WHERE id = ?", (flow_run_id, run_id)
+            )
 
     def _page(
         self, table: str, where: list[str], args: list[Any], limit: int, cursor: str | None
@@ -206,13 +309,22 @@ class Store:
         return self._cancel("experiments", experiment_id, reason)
 
     def list_experiments(
-        self, *, project_ids: list[str] | None = None, limit: int = 20, cursor: str | None = None
+        self,
+        *,
+        project_ids: list[str] | None = None,
+        status: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
     ) -> tuple[list[Experiment], str | None]:
         """Newest first; returns a page and the cursor of the next page (``None`` at the end)."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if project_ids is not None:
             where.append(f"project_id IN ({','.join('?' * len(project_ids))})")
             args.extend(project_ids)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
         bodies, next_cursor = self._page("experiments", where, args, limit, cursor)
         return [Experiment.model_validate_json(b) for b in bodies], next_cursor
 
@@ -299,3 +411,125 @@ class Store:
                 "SELECT body FROM routing_configs WHERE project_id = ? ORDER BY slug, version DESC", (project_id,)
             ).fetchall()
         return [RoutingConfigVersion.model_validate_json(r[0]) for r in rows]
+
+    # management keys ------------------------------------------------------------
+    def create_api_key(self, project_ids: list[str], *, all_projects: bool = False, name: str = "") -> CreatedApiKey:
+        """A new key; only its hash is kept, so the returned secret is the one chance to see it."""
+        key_id = new_id("key")
+        raw = f"rhk_{key_id.removeprefix('key_')}_{secrets.token_urlsafe(32)}"
+        key = ApiKey(
+            id=key_id,
+            name=name,
+            prefix=raw[:16],
+            project_ids=sorted(set(project_ids)),
+            all_projects=all_projects,
+            created_at=utcnow(),
+        )
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO api_keys (id, hash, body) VALUES (?, ?, ?)",
+                (key.id, _key_hash(raw), key.model_dump_json()),
+            )
+        return CreatedApiKey(**key.model_dump(), key=raw)
+
+    def authenticate(self, raw: str) -> ApiKey | None:
+        """The live key ``raw`` is, compared in constant time; ``None`` for anything else."""
+        parts = raw.split("_", 2)
+        if len(parts) != 3 or parts[0] != "rhk":
+            return None
+        with self._connect() as conn:
+            row = conn.execute("SELECT hash, body FROM api_keys WHERE id = ?", (f"key_{parts[1]}",)).fetchone()
+        if row is None or not hmac.compare_digest(row[0], _key_hash(raw)):
+            return None
+        key = ApiKey.model_validate_json(row[1])
+        return None if key.revoked_at is not None else key
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT body FROM api_keys ORDER BY id").fetchall()
+        return [ApiKey.model_validate_json(r[0]) for r in rows]
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Revoke a key for good."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT body FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"key {key_id!r} does not exist", param="id")
+            key = ApiKey.model_validate_json(row[0])
+            if key.revoked_at is None:
+                key = key.model_copy(update={"revoked_at": utcnow()})
+                conn.execute("UPDATE api_keys SET body = ? WHERE id = ?", (key.model_dump_json(), key_id))
+        return key
+
+    # idempotency ------------------------------------------------------------------
+    def idempotency_begin(self, principal: str, key: str, fingerprint: str) -> tuple[str, int | None, str | None]:
+        """Reserve ``key`` for a request: ``("new", …)``, ``("replay", status, body)``, ``("mismatch"|"busy", …)``."""
+        with self._connect() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO idempotency (principal, key, fingerprint, created_at) VALUES (?, ?, ?, ?)",
+                    (principal, key, fingerprint, utcnow().isoformat()),
+                )
+                return "new", None, None
+            except sqlite3.IntegrityError:
+                row = conn.execute(
+                    "SELECT fingerprint, status, response FROM idempotency WHERE principal = ? AND key = ?",
+                    (principal, key),
+                ).fetchone()
+        if row[0] != fingerprint:
+            return "mismatch", None, None
+        if row[1] is None:
+            return "busy", None, None
+        return "replay", int(row[1]), str(row[2])
+
+    def idempotency_finish(self, principal: str, key: str, status: int | None, response: str | None) -> None:
+        """Keep the response of a reserved key, or release the key (``status`` ``None``) so it can be retried."""
+        with self._connect() as conn:
+            if status is None:
+                conn.execute("DELETE FROM idempotency WHERE principal = ? AND key = ?", (principal, key))
+            else:
+                conn.execute(
+                    "UPDATE idempotency SET status = ?, response = ? WHERE principal = ? AND key = ?",
+                    (status, response, principal, key),
+                )
+
+    # provider credentials -----------------------------------------------------------
+    def put_credential(self, credential: ProviderCredential, secret: str | None) -> ProviderCredential:
+        """Save a credential; its secret goes to its own column and never into the body."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO provider_credentials (id, project_id, secret, body) VALUES (?, ?, ?, ?)",
+                (credential.id, credential.project_id, secret, credential.model_dump_json()),
+            )
+        return credential
+
+    def get_credential(self, credential_id: str) -> ProviderCredential:
+        """One credential (without its secret), or ``NotFound``."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT body FROM provider_credentials WHERE id = ?", (credential_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"provider credential {credential_id!r} does not exist", param="id")
+        return ProviderCredential.model_validate_json(row[0])
+
+    def list_credentials(self, project_ids: list[str] | None = None) -> list[ProviderCredential]:
+        """Credentials (without secrets), by id."""
+        sql, args = "SELECT body FROM provider_credentials", list(project_ids or [])
+        if project_ids is not None:
+            sql += f" WHERE project_id IN ({','.join('?' * len(project_ids))})"
+        with self._connect() as conn:
+            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [ProviderCredential.model_validate_json(r[0]) for r in rows]
+
+    def credential_secrets(self, project_id: str) -> list[tuple[ProviderCredential, str | None]]:
+        """A project's credentials with their secrets, for the runs that call providers."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT body, secret FROM provider_credentials WHERE project_id = ?", (project_id,)
+            ).fetchall()
+        return [(ProviderCredential.model_validate_json(r[0]), r[1]) for r in rows]
+
+    def delete_credential(self, credential_id: str) -> None:
+        """Forget a credential and its secret."""
+        with self._connect() as conn:
+            conn.execute("DELETE FROM provider_credentials WHERE id = ?", (credential_id,))

@@ -10,17 +10,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
-from engine import judging, responses, runs
+from engine import execution, judging, responses, runs
 from engine.credentials import Credentials, load_credentials
-from engine.errors import ConfigError, Conflict, NotFound
-from engine.experiment import new_experiment, run_routing_only
+from engine.errors import ConfigError, Conflict, NotFound, Unavailable
+from engine.experiment import check_routing_only, new_experiment, ref_resolver
 from engine.pricing import Catalog, load_catalog
 from engine.results import ROW_COLUMNS, PairStore, page, query_pairs
+from engine.routing import build_policy
 from engine.schema import (
+    ApiKey,
+    CreatedApiKey,
+    CredentialCreate,
     Experiment,
     ExperimentCreate,
     JudgeCreate,
@@ -29,12 +33,14 @@ from engine.schema import (
     LoggingMode,
     Preflight,
     Project,
+    ProviderCredential,
+    RoutingConfigCreate,
     RoutingConfigVersion,
     parse_body,
 )
 from engine.settings import Settings
 from engine.similarity import Histogram, histogram
-from engine.store import Store, utcnow
+from engine.store import Store, new_id, utcnow
 
 ProgressFn = Callable[[int, int, float], None]
 
@@ -82,6 +88,11 @@ def open_services(
     )
 
 
+def _in_scope(project_id: str, project_ids: list[str] | None, what: str, param: str) -> None:
+    if project_ids is not None and project_id not in project_ids:
+        raise NotFound(f"{what} {project_id!r} does not exist", param=param)
+
+
 # projects -------------------------------------------------------------------------
 def create_project(
     svc: Services,
@@ -119,49 +130,191 @@ def ensure_project(svc: Services, project_id: str) -> Project:
         return create_project(svc, project_id)
 
 
+def get_project(svc: Services, project_id: str, *, project_ids: list[str] | None = None) -> Project:
+    """One project; one outside ``project_ids`` is ``NotFound``."""
+    _in_scope(project_id, project_ids, "project", "id")
+    return svc.store.get_project(project_id)
+
+
+def list_projects(svc: Services, *, project_ids: list[str] | None = None) -> list[Project]:
+    """The projects in scope, by id."""
+    return [p for p in svc.store.list_projects() if project_ids is None or p.id in project_ids]
+
+
+# provider credentials ---------------------------------------------------------------
+def create_credential(svc: Services, body: Any, *, project_ids: list[str] | None = None) -> ProviderCredential:
+    """Store a provider credential for a project; its API key is kept and never shown again."""
+    spec: CredentialCreate = parse_body(CredentialCreate, body)
+    get_project(svc, spec.project_id, project_ids=project_ids)
+    credential = ProviderCredential(
+        id=new_id("pc"),
+        project_id=spec.project_id,
+        vendor=spec.vendor,
+        base_url=spec.base_url,
+        rate_limit_rps=spec.rate_limit_rps,
+        has_api_key=spec.api_key is not None,
+        created_at=utcnow(),
+    )
+    return svc.store.put_credential(credential, spec.api_key)
+
+
+def get_credential(svc: Services, credential_id: str, *, project_ids: list[str] | None = None) -> ProviderCredential:
+    """One stored credential (never its key)."""
+    credential = svc.store.get_credential(credential_id)
+    if project_ids is not None and credential.project_id not in project_ids:
+        raise NotFound(f"provider credential {credential_id!r} does not exist", param="id")
+    return credential
+
+
+def list_credentials(
+    svc: Services, *, project_ids: list[str] | None = None, project_id: str | None = None
+) -> list[ProviderCredential]:
+    """Stored credentials in scope (never their keys)."""
+    if project_id is not None:
+        _in_scope(project_id, project_ids, "project", "projectId")
+        project_ids = [project_id]
+    return svc.store.list_credentials(project_ids)
+
+
+def delete_credential(svc: Services, credential_id: str, *, project_ids: list[str] | None = None) -> None:
+    """Forget a stored credential and its key."""
+    svc.store.delete_credential(get_credential(svc, credential_id, project_ids=project_ids).id)
+
+
+# routing configs --------------------------------------------------------------------
+def save_routing_config(
+    svc: Services, project_id: str, body: Any, *, project_ids: list[str] | None = None
+) -> RoutingConfigVersion:
+    """Validate a routing config and save it as the next version of its slug."""
+    spec: RoutingConfigCreate = parse_body(RoutingConfigCreate, body)
+    get_project(svc, project_id, project_ids=project_ids)
+    build_policy(spec.policy, spec.config, resolve=ref_resolver(svc.store, project_id))
+    return svc.store.add_routing_config(project_id, spec.slug, spec.policy, spec.config)
+
+
+def list_routing_configs(
+    svc: Services, project_id: str, *, project_ids: list[str] | None = None
+) -> list[RoutingConfigVersion]:
+    """Every version of a project's routing configs."""
+    get_project(svc, project_id, project_ids=project_ids)
+    return svc.store.list_routing_configs(project_id)
+
+
+def get_routing_config(
+    svc: Services, project_id: str, slug: str, version: int | None = None, *, project_ids: list[str] | None = None
+) -> RoutingConfigVersion:
+    """One version of a routing config (the latest when ``version`` is ``None``)."""
+    get_project(svc, project_id, project_ids=project_ids)
+    return svc.store.get_routing_config(project_id, slug, version)
+
+
+# management keys --------------------------------------------------------------------
+def create_key(
+    svc: Services, project_ids_wanted: list[str], *, name: str = "", project_ids: list[str] | None = None
+) -> CreatedApiKey:
+    """A new key for existing projects within the caller's scope; the secret is in the answer only."""
+    for project_id in project_ids_wanted:
+        get_project(svc, project_id, project_ids=project_ids)
+    return svc.store.create_api_key(project_ids_wanted, name=name)
+
+
+def _key_in_scope(key: ApiKey, project_ids: list[str] | None) -> bool:
+    return project_ids is None or (not key.all_projects and set(key.project_ids) <= set(project_ids))
+
+
+def list_keys(svc: Services, *, project_ids: list[str] | None = None) -> list[ApiKey]:
+    """The keys whose projects are all within the caller's scope."""
+    return [k for k in svc.store.list_api_keys() if _key_in_scope(k, project_ids)]
+
+
+def revoke_key(svc: Services, key_id: str, *, project_ids: list[str] | None = None) -> ApiKey:
+    """Revoke a key for good."""
+    if not any(k.id == key_id for k in list_keys(svc, project_ids=project_ids)):
+        raise NotFound(f"key {key_id!r} does not exist", param="id")
+    return svc.store.revoke_api_key(key_id)
+
+
 # experiments ----------------------------------------------------------------------
-def _spec_and_project(svc: Services, body: Any, create_missing_project: bool) -> tuple[ExperimentCreate, Project]:
+class Launcher(Protocol):
+    """Starts stored runs somewhere else (a Prefect flow run) and says which flow run took them."""
+
+    def launch(self, table: str, run_id: str) -> str:
+        """Start run ``run_id`` of ``table`` (``experiments`` or ``judge_runs``); return the flow run id."""
+        ...
+
+
+def _admit_experiment(
+    svc: Services, body: Any, project_ids: list[str] | None, create_missing_project: bool
+) -> tuple[Experiment, responses.Plan | None]:
+    """Validate ``body`` fully (window read, sample drawn) and store the queued experiment; bad input stores nothing."""
     spec: ExperimentCreate = parse_body(ExperimentCreate, body)
+    _in_scope(spec.project_id, project_ids, "project", "projectId")
     project = ensure_project(svc, spec.project_id) if create_missing_project else svc.store.get_project(spec.project_id)
-    return spec, project
+    planned = None
+    if spec.mode == "routing_only":
+        check_routing_only(spec, store=svc.store, logs_root=svc.logs_root)
+    else:
+        responses.validate(spec, project, svc.settings)
+        planned = responses.plan(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
+        models = sorted(set(planned.sample.get_column("route_model").to_list()))
+        credentials = execution.project_credentials(svc.credentials, svc.store, project.id)
+        responses.endpoints_for(spec, models, svc.catalog, credentials)  # unknown credential / missing key: refuse now
+    return svc.store.put_experiment(new_experiment(spec)), planned
+
+
+def _launch(svc: Services, launcher: Launcher, table: str, run_id: str) -> None:
+    try:
+        flow_run_id = launcher.launch(table, run_id)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        svc.store.fail_run(table, run_id, f"could not be started: the orchestrator refused it ({why})")
+        raise Unavailable(f"the run was stored but could not be started ({why})") from exc
+    svc.store.set_flow_run(table, run_id, flow_run_id)
 
 
 def create_experiment(
     svc: Services, body: Any, *, create_missing_project: bool = False, on_progress: ProgressFn | None = None
 ) -> Experiment:
-    """Validate ``body`` (the ``POST /manage/v1/experiments`` shape) and run it to its end.
-
-    A with-responses run is validated and planned (window read, sample drawn)
-    before anything is stored, so bad input leaves no experiment behind.
-    """
-    spec, project = _spec_and_project(svc, body, create_missing_project)
-    if spec.mode == "routing_only":
-        return run_routing_only(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
-    responses.validate(spec, project, svc.settings)
-    planned = responses.plan(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
-    models = sorted(set(planned.sample.get_column("route_model").to_list()))
-    responses.endpoints_for(spec, models, svc.catalog, svc.credentials)  # unknown credential / missing key: refuse now
-    experiment = svc.store.put_experiment(new_experiment(spec))
-    return responses.execute(experiment, svc.run_context(on_progress), planned)
+    """Validate ``body`` (the ``POST /manage/v1/experiments`` shape) and run it here, to its end."""
+    experiment, planned = _admit_experiment(svc, body, None, create_missing_project)
+    return execution.run_experiment(svc.run_context(on_progress), experiment.id, planned)
 
 
-def preflight_experiment(svc: Services, body: Any, *, create_missing_project: bool = False) -> Preflight:
+def submit_experiment(
+    svc: Services, body: Any, launcher: Launcher, *, project_ids: list[str] | None = None
+) -> Experiment:
+    """Validate and store ``body`` as a queued experiment and hand it to ``launcher``; returns at once."""
+    experiment, _ = _admit_experiment(svc, body, project_ids, False)
+    _launch(svc, launcher, "experiments", experiment.id)
+    return svc.store.get_experiment(experiment.id)
+
+
+def preflight_experiment(
+    svc: Services, body: Any, *, create_missing_project: bool = False, project_ids: list[str] | None = None
+) -> Preflight:
     """Estimate a with-responses run (the body of ``POST /manage/v1/experiments/preflight``)."""
     raw = dict(body) if isinstance(body, dict) else body
     if isinstance(raw, dict):
         raw.setdefault("mode", "with_responses")
-    spec, project = _spec_and_project(svc, raw, create_missing_project)
+    spec: ExperimentCreate = parse_body(ExperimentCreate, raw)
+    _in_scope(spec.project_id, project_ids, "project", "projectId")
+    project = ensure_project(svc, spec.project_id) if create_missing_project else svc.store.get_project(spec.project_id)
     return responses.preflight(spec, project, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
 
 
 def resume_experiment(svc: Services, experiment_id: str, *, on_progress: ProgressFn | None = None) -> Experiment:
-    """Finish an interrupted with-responses run: recorded pairs are kept and never called again."""
+    """Finish an interrupted run here: recorded pairs are kept and never called again."""
     experiment = svc.store.get_experiment(experiment_id)
-    if experiment.mode != "with_responses":
-        raise Conflict(f"experiment {experiment_id!r} is routing-only; nothing to resume", param="id")
     if experiment.status not in ("queued", "running"):
         raise Conflict(f"experiment {experiment_id!r} is {experiment.status}; only unfinished runs resume", param="id")
-    return responses.execute(experiment, svc.run_context(on_progress))
+    return execution.run_experiment(svc.run_context(on_progress), experiment_id)
+
+
+def recover_runs(svc: Services, launcher: Launcher) -> list[str]:
+    """After a restart, relaunch unfinished runs that nothing executes (or fail them with a reason)."""
+    return execution.recover(
+        svc.store, svc.settings.run_timeout_s, lambda table, run_id: _launch(svc, launcher, table, run_id)
+    )
 
 
 def cancel_experiment(svc: Services, experiment_id: str, *, project_ids: list[str] | None = None) -> Experiment:
@@ -197,6 +350,17 @@ def experiment_results(
     return page.select(columns).to_dicts(), cursor
 
 
+def experiment_pair(
+    svc: Services, experiment_id: str, request_id: str, *, project_ids: list[str] | None = None
+) -> dict[str, Any]:
+    """One pair with both answers (the single-pair view)."""
+    experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
+    rows = _pairs(svc, experiment).filter(pl.col("request_id") == request_id)
+    if rows.height == 0:
+        raise NotFound(f"experiment {experiment_id!r} has no pair for request {request_id!r}", param="request_id")
+    return rows.select([*ROW_COLUMNS, "baseline_text", "candidate_text"]).row(0, named=True)
+
+
 def experiment_histogram(
     svc: Services, experiment_id: str, *, threshold: float = 0.85, project_ids: list[str] | None = None
 ) -> Histogram:
@@ -215,10 +379,19 @@ def get_experiment(svc: Services, experiment_id: str, *, project_ids: list[str] 
 
 
 def list_experiments(
-    svc: Services, *, project_ids: list[str] | None = None, limit: int = 20, cursor: str | None = None
+    svc: Services,
+    *,
+    project_ids: list[str] | None = None,
+    project_id: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
 ) -> tuple[list[Experiment], str | None]:
-    """A page of experiments, newest first, and the next cursor."""
-    return svc.store.list_experiments(project_ids=project_ids, limit=limit, cursor=cursor)
+    """A page of experiments (optionally of one project, in one status), newest first, and the next cursor."""
+    if project_id is not None:
+        _in_scope(project_id, project_ids, "project", "projectId")
+        project_ids = [project_id]
+    return svc.store.list_experiments(project_ids=project_ids, status=status, limit=limit, cursor=cursor)
 
 
 def promote_experiment(
@@ -253,6 +426,17 @@ def preflight_judge(
     return judging.preflight_judge(experiment, spec, project, svc.run_context())
 
 
+def _admit_judge_run(
+    svc: Services, experiment_id: str, body: Any, project_ids: list[str] | None
+) -> tuple[JudgeRun, judging.JudgePlan]:
+    experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
+    spec: JudgeCreate = parse_body(JudgeCreate, body)
+    project = svc.store.get_project(experiment.project_id)
+    cap = judging.validate_judge(spec, project)
+    planned = judging.plan_judge(experiment, spec, svc.run_context())
+    return svc.store.put_judge_run(judging.new_judge_run(experiment, spec, planned, cap)), planned
+
+
 def create_judge_run(
     svc: Services,
     experiment_id: str,
@@ -261,15 +445,18 @@ def create_judge_run(
     project_ids: list[str] | None = None,
     on_progress: ProgressFn | None = None,
 ) -> JudgeRun:
-    """Validate and run a judge eval to its end (``POST …/judge``); bad input stores nothing."""
-    experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
-    spec: JudgeCreate = parse_body(JudgeCreate, body)
-    project = svc.store.get_project(experiment.project_id)
-    cap = judging.validate_judge(spec, project)
-    ctx = svc.run_context(on_progress)
-    planned = judging.plan_judge(experiment, spec, ctx)
-    run = svc.store.put_judge_run(judging.new_judge_run(experiment, spec, planned, cap))
-    return judging.execute_judge(run, experiment, ctx, planned)
+    """Validate and run a judge eval here, to its end (``POST …/judge``); bad input stores nothing."""
+    run, planned = _admit_judge_run(svc, experiment_id, body, project_ids)
+    return execution.run_judge_run(svc.run_context(on_progress), run.id, planned)
+
+
+def submit_judge_run(
+    svc: Services, experiment_id: str, body: Any, launcher: Launcher, *, project_ids: list[str] | None = None
+) -> JudgeRun:
+    """Validate and store a queued judge run and hand it to ``launcher``; returns at once."""
+    run, _ = _admit_judge_run(svc, experiment_id, body, project_ids)
+    _launch(svc, launcher, "judge_runs", run.id)
+    return svc.store.get_judge_run(run.id)
 
 
 def get_judge_run(svc: Services, run_id: str, *, project_ids: list[str] | None = None) -> JudgeRun:

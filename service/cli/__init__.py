@@ -11,6 +11,7 @@ from rich.text import Text
 from engine.errors import ConfigError, NotFound, RehearsalError
 from service.cli import _experiments, _judge, _logs, _projects
 from service.cli._common import err, services
+from service.cli._serve import keys_app, serve
 from service.cli._sim import sim_provider
 
 app = typer.Typer(
@@ -25,6 +26,8 @@ app.add_typer(_projects.app, name="projects")
 app.add_typer(_experiments.app, name="experiment")
 app.add_typer(_judge.app, name="judge")
 app.command("sim-provider")(sim_provider)
+app.add_typer(keys_app, name="keys")
+app.command("serve")(serve)
 
 _state = {"debug": False}
 

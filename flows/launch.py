@@ -1,0 +1,105 @@
+"""Start runs as Prefect flow runs, and the runner that executes them.
+
+The two flows are deployed as ``<flow>/on-demand`` deployments that a
+``Runner`` serves; launching a run creates a flow run of its deployment
+(it shows in the Prefect UI), and the runner executes it in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.runner import Runner
+
+from flows.runs import experiment_flow, judge_flow
+
+DEPLOYMENT = "on-demand"
+#: Per store table: the flow that executes its runs and the flow's parameter.
+FLOWS: dict[str, tuple[Flow[Any, Any], str]] = {
+    "experiments": (experiment_flow, "experiment_id"),
+    "judge_runs": (judge_flow, "judge_run_id"),
+}
+
+
+def on_demand_deployments() -> list[RunnerDeployment]:
+    """The deployments one-off runs are launched from (no schedule; the flows are found by module path)."""
+    return [
+        cast(
+            RunnerDeployment,
+            f.to_deployment(
+                name=DEPLOYMENT,
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                tags=["rehearsal"],
+                description=f"One-off rehearsal runs: {f.description}",
+            ),
+        )
+        for f, _ in FLOWS.values()
+    ]
+
+
+class PrefectLauncher:
+    """Launches stored runs as flow runs of the on-demand deployments."""
+
+    def __init__(self) -> None:
+        self._deployment_ids: dict[str, UUID] = {}
+
+    def launch(self, table: str, run_id: str) -> str:
+        """Create the flow run that will execute ``run_id``; returns its id."""
+        flow, parameter = FLOWS[table]
+        with get_client(sync_client=True) as client:
+            if table not in self._deployment_ids:
+                self._deployment_ids[table] = client.read_deployment_by_name(f"{flow.name}/{DEPLOYMENT}").id
+            flow_run = client.create_flow_run_from_deployment(
+                self._deployment_ids[table], parameters={parameter: run_id}, name=run_id, tags=["rehearsal"]
+            )
+        return str(flow_run.id)
+
+
+class RunnerThread:
+    """A Prefect ``Runner`` serving the on-demand deployments from a background thread."""
+
+    def __init__(self, *, poll_seconds: float = 1.0, limit: int | None = 8) -> None:
+        self.runner = Runner(name="rehearsal", query_seconds=poll_seconds, limit=limit, pause_on_shutdown=False)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        context = contextvars.copy_context()  # Prefect's settings context (e.g. a test server) goes along
+        self._thread = threading.Thread(target=context.run, args=(self._main,), name="rehearsal-runner", daemon=True)
+
+    def _main(self) -> None:
+        deployments = on_demand_deployments()  # built outside the loop: in one, to_deployment is a coroutine
+
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            for deployment in deployments:
+                await self.runner.aadd_deployment(deployment)
+            self._ready.set()
+            await self.runner.start()
+
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # surfaced by start() when it happens before the runner is up
+            self._error = exc
+            self._ready.set()
+
+    def start(self, timeout_s: float = 60) -> RunnerThread:
+        """Register the deployments and start polling; raises if that fails."""
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise TimeoutError("the Prefect runner did not start in time")
+        if self._error is not None:
+            raise RuntimeError(f"the Prefect runner could not start: {self._error}") from self._error
+        return self
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """Stop polling, end the flow-run processes it started, and wait for the thread."""
+        if self._loop is not None and self._thread.is_alive() and self.runner.started:
+            asyncio.run_coroutine_threadsafe(self.runner.astop(), self._loop).result(timeout_s)
+        self._thread.join(timeout_s)

@@ -1,0 +1,99 @@
+"""``rehearsal serve`` and ``rehearsal keys``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from engine.errors import ConfigError
+from service import core
+from service.cli._common import JsonOpt, LogsOpt, PricingOpt, err, out, print_json, services
+
+keys_app = typer.Typer(help="Management keys for the REST API.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    project: Annotated[
+        list[str] | None, typer.Option("--project", help="A project the key may use (repeatable).")
+    ] = None,
+    all_projects: Annotated[
+        bool, typer.Option("--all-projects", help="An admin key: every project, and may create projects.")
+    ] = False,
+    name: Annotated[str, typer.Option("--name", help="A label to recognise the key by.")] = "",
+    json_: JsonOpt = False,
+) -> None:
+    """Create a management key and print it once (only its hash is kept). Unseen projects are created."""
+    if not project and not all_projects:
+        raise ConfigError("give --project ID (repeatable) or --all-projects", param="project")
+    svc = services()
+    for project_id in project or []:
+        core.ensure_project(svc, project_id)
+    key = svc.store.create_api_key(project or [], all_projects=all_projects, name=name)
+    if json_:
+        print_json(key)
+        return
+    scope = "every project" if all_projects else ", ".join(key.project_ids)
+    err.print(f"Created {key.id} for {scope}. Store it now: it is not shown again.")
+    out.print(key.key)
+
+
+@keys_app.command("list")
+def keys_list(json_: JsonOpt = False) -> None:
+    """List keys (ids, prefixes and projects; never the secrets)."""
+    keys = services().store.list_api_keys()
+    if json_:
+        print_json(keys)
+        return
+    for k in keys:
+        scope = "all projects" if k.all_projects else ", ".join(k.project_ids)
+        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        out.print(f"{k.id}  {k.prefix}…  {scope}  {state}  {k.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, json_: JsonOpt = False) -> None:
+    """Revoke a key for good."""
+    key = services().store.revoke_api_key(key_id)
+    if json_:
+        print_json(key)
+    else:
+        out.print(f"revoked {key.id}")
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port of the API and dashboard.")] = 8000,
+    logs: LogsOpt = None,
+    pricing: PricingOpt = None,
+) -> None:
+    """Serve the REST API, with a Prefect server on loopback (unless PREFECT_API_URL is set) and a flow runner."""
+    from service.serve import export_settings, prefect_api
+
+    svc = services(logs, pricing)
+    export_settings(svc)
+    if "prefect" in sys.modules:
+        raise RuntimeError("prefect was imported before its API address was settled")
+    with prefect_api(svc.settings.home) as (api_url, embedded):
+        import uvicorn
+
+        from flows.launch import PrefectLauncher, RunnerThread
+        from service.api import create_app
+
+        err.print("starting the flow runner…")
+        runner = RunnerThread().start()
+        try:
+            launcher = PrefectLauncher()
+            for line in core.recover_runs(svc, launcher):
+                err.print(f"recovered {line}", soft_wrap=True)
+            ui = embedded.url if embedded else api_url.removesuffix("/api")
+            base = f"http://{host}:{port}"
+            err.print(f"API        {base}/manage/v1  (key: rehearsal keys create --project ID)", soft_wrap=True)
+            err.print(f"API docs   {base}/docs", soft_wrap=True)
+            err.print(f"Prefect UI {ui}{'' if embedded else '  (external server)'}", soft_wrap=True)
+            uvicorn.run(create_app(svc, launcher), host=host, port=port, log_level="warning")
+        finally:
+            err.print("stopping the flow runner…")
+            runner.stop()
