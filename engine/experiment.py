@@ -75,9 +75,11 @@ def spec_of(experiment: Experiment) -> ExperimentCreate:
     return ExperimentCreate.model_validate(experiment.model_dump(include=set(ExperimentCreate.model_fields)))
 
 
-def check_routing_only(spec: ExperimentCreate, *, store: Store, logs_root: str) -> None:
-    """Refuse a routing-only spec that cannot run: a bad candidate or an empty window (reads one column)."""
-    candidate_policy(spec, store)
+def check_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> None:
+    """Refuse a routing-only spec that cannot run: a bad or unpriced candidate, or an empty window."""
+    policy = candidate_policy(spec, store)
+    for model in sorted(policy.models()):
+        catalog.price(model, param=policy.param)
     load_window(logs_root, window_of(spec), ["request_id"])
 
 

@@ -6,6 +6,7 @@ inputs into these calls and render what comes back.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -44,6 +45,8 @@ from engine.store import Store, new_id, utcnow
 
 ProgressFn = Callable[[int, int, float], None]
 
+#: Ended experiments whose pairs stay in memory for paging and histograms.
+PAIR_CACHE_RUNS = 4
 #: The slug that ``promote`` writes new versions under.
 PRODUCTION_SLUG = "production"
 
@@ -57,6 +60,8 @@ class Services:
     pricing_path: Path
     credentials_path: Path
     store: Store = field(init=False)
+    pair_cache: dict[tuple[str, int], pl.DataFrame] = field(default_factory=dict, init=False, repr=False)
+    pair_cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.store = Store(self.settings.db_path)
@@ -252,7 +257,7 @@ def _admit_experiment(
     project = ensure_project(svc, spec.project_id) if create_missing_project else svc.store.get_project(spec.project_id)
     planned = None
     if spec.mode == "routing_only":
-        check_routing_only(spec, store=svc.store, logs_root=svc.logs_root)
+        check_routing_only(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
     else:
         responses.validate(spec, project, svc.settings)
         planned = responses.plan(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
@@ -326,9 +331,21 @@ def cancel_experiment(svc: Services, experiment_id: str, *, project_ids: list[st
 
 
 def _pairs(svc: Services, experiment: Experiment) -> pl.DataFrame:
+    """The experiment's pairs; those of an ended run are kept in memory (a few runs) for fast paging."""
     if experiment.mode != "with_responses":
         raise ConfigError(f"experiment {experiment.id!r} is routing-only: it has no per-pair results", param="id")
-    return PairStore(svc.settings.home, experiment.id).frame()
+    files = PairStore(svc.settings.home, experiment.id)
+    if experiment.status in ("queued", "running") or not files.final.exists():
+        return files.frame()
+    key = (experiment.id, files.final.stat().st_mtime_ns)
+    with svc.pair_cache_lock:
+        frame = svc.pair_cache.pop(key, None)
+        if frame is None:
+            frame = files.frame()
+        svc.pair_cache[key] = frame  # most recent last
+        while len(svc.pair_cache) > PAIR_CACHE_RUNS:
+            svc.pair_cache.pop(next(iter(svc.pair_cache)))
+    return frame
 
 
 def experiment_results(

@@ -1,0 +1,181 @@
+"""A served rehearsal for API tests: the real Prefect test server, a flow runner, SQLite, the loopback provider.
+
+One session: the Prefect test server takes ~10 s to start. Flow runs execute in
+subprocesses of the runner, so the store's settings go through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from engine.logs import write_partitioned
+from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer
+from engine.settings import Settings
+from engine.synth import generate
+from service import core
+from service.api import create_app
+from service.serve import free_port
+from tests.conftest import STORE_END
+
+#: The guides' project; its store holds about 12 rows a day, so a 7-day window has ~81 rows.
+PROJECT = "proj_abc"
+OTHER = "proj_other"
+SIM = SimConfig(
+    models={"gpt-4o-mini": SimProfile(divergence=Divergence(close=0.6, mild=0.3, far=0.1))}, time_scale=0
+)
+
+
+@dataclass
+class Served:
+    """What API tests talk to."""
+
+    home: Path
+    svc: core.Services
+    client: TestClient
+    key: str  # proj_abc
+    other_key: str  # proj_other
+    admin_key: str  # every project
+    sim: SimServer
+
+    def headers(self, key: str | None = None, **extra: str) -> dict[str, str]:
+        """Authorization (this env's proj_abc key unless another is given) plus ``extra``."""
+        return {"Authorization": f"Bearer {key or self.key}", **extra}
+
+    def wait(self, path: str, key: str | None = None, timeout_s: float = 180) -> dict[str, Any]:
+        """Poll ``path`` until its object has ended; returns it."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            data: dict[str, Any] = self.client.get(path, headers=self.headers(key)).json()["data"]
+            if data["status"] not in ("queued", "running"):
+                return data
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path} still {data['status']} after {timeout_s} s")
+            time.sleep(0.25)
+
+
+def _store(logs: Path) -> None:
+    for project, seed in ((PROJECT, 11), (OTHER, 12)):
+        rows = generate_rows(project, seed)
+        write_partitioned(rows, logs, project)
+
+
+def generate_rows(project: str, seed: int) -> Any:
+    from engine.pricing import load_catalog
+    from engine.settings import CONFIGS_DIR
+
+    catalog = load_catalog(CONFIGS_DIR / "pricing.yaml")
+    return generate(catalog, project_id=project, days=10, rows_per_day=12, seed=seed, end=STORE_END)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.launch import PrefectLauncher, RunnerThread
+
+    home = tmp_path_factory.mktemp("served") / "home"
+    logs = home / "logs"
+    _store(logs)
+    with SimServer(SIM) as sim, prefect_test_harness(server_startup_timeout=120):
+        credentials = home / "credentials.yaml"
+        credentials.write_text(f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{sim.base_url}'}}\n")
+        env = {
+            "REHEARSAL_HOME": str(home),
+            "REHEARSAL_LOGS": str(logs),
+            "REHEARSAL_CREDENTIALS": str(credentials),
+            "REHEARSAL_RETRY_BACKOFF_S": "0",
+            "REHEARSAL_WORKERS": "1",
+            "REHEARSAL_CONCURRENCY": "16",
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # the runner's flow-run processes read their settings from here
+        runner = RunnerThread(poll_seconds=0.5).start()
+        try:
+            svc = core.open_services(Settings(), logs=str(logs), credentials=credentials)
+            core.create_project(svc, PROJECT)
+            core.create_project(svc, OTHER)
+            keys = [
+                svc.store.create_api_key([PROJECT]).key,
+                svc.store.create_api_key([OTHER]).key,
+                svc.store.create_api_key([], all_projects=True).key,
+            ]
+            app = create_app(svc, PrefectLauncher())
+            with TestClient(app, raise_server_exceptions=False) as client:
+                yield Served(home, svc, client, *keys, sim=sim)
+        finally:
+            runner.stop()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@dataclass
+class Uvicorn:
+    """The same app behind a real uvicorn on loopback."""
+
+    url: str
+    server: uvicorn.Server
+
+
+@pytest.fixture(scope="session")
+def live_server(served: Served) -> Iterator[Uvicorn]:
+    """The served app on a real socket (for other processes: the CLI, a load generator)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(served.client.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield Uvicorn(f"http://127.0.0.1:{port}", server)
+    server.should_exit = True
+    thread.join(10)
+
+
+def body_routing_only(**extra: Any) -> dict[str, Any]:
+    """The guide's routing-only body."""
+    return {
+        "name": "switch to gpt-4o-mini",
+        "projectId": PROJECT,
+        "candidatePolicy": "single",
+        "candidateConfig": {"model": "gpt-4o-mini", "provider_credential_id": "pc_openai_default"},
+        "windowStart": "2026-04-10T00:00:00Z",
+        "windowEnd": "2026-04-17T00:00:00Z",
+        **extra,
+    }
+
+
+def body_with_responses(**extra: Any) -> dict[str, Any]:
+    """The guide's with-responses body."""
+    return body_routing_only(
+        name="gpt-4o-mini quality check",
+        mode="with_responses",
+        sample={"size": 1000, "method": "random"},
+        spendCapUsd=0.05,
+        **extra,
+    )
+
+
+@pytest.fixture(scope="session")
+def finished_with_responses(served: Served) -> dict[str, Any]:
+    """One completed with-responses experiment of proj_abc (shared by read-only tests)."""
+    created = served.client.post("/manage/v1/experiments", json=body_with_responses(), headers=served.headers())
+    assert created.status_code == 201, created.text
+    return served.wait(f"/manage/v1/experiments/{created.json()['data']['id']}")
+
+
+WaitFn = Callable[[str], dict[str, Any]]
