@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated
 
@@ -74,6 +75,9 @@ def serve(
 
     svc = services(logs, pricing)
     export_settings(svc)
+    # uvicorn re-raises the signal that stopped it once it has shut down; exit cleanly then, so the
+    # runner and the embedded Prefect server are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if "prefect" in sys.modules:
         raise RuntimeError("prefect was imported before its API address was settled")
     with prefect_api(svc.settings.home) as (api_url, embedded):

@@ -1,0 +1,150 @@
+"""``rehearsal serve`` as an operator runs it: embedded Prefect server, a run interrupted by a restart resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.providers._sim import SimConfig, SimProfile, SimServer
+from service.serve import free_port
+from tests.conftest import STORE_END
+
+PROJECT = "demo"
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[SimServer]:
+    config = SimConfig(models={"gpt-4o-mini": SimProfile(ttft_ms=150, output_tokens_per_s=5000)}, time_scale=1)
+    with SimServer(config, call_log=tmp_path / "calls.jsonl") as server:
+        yield server
+
+
+@pytest.fixture
+def env(tmp_path: Path, log_store: Path, sim: SimServer) -> dict[str, str]:
+    credentials = tmp_path / "credentials.yaml"
+    credentials.write_text(f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{sim.base_url}'}}\n")
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "REHEARSAL_HOME": str(tmp_path / "home"),
+        "REHEARSAL_LOGS": str(log_store),
+        "REHEARSAL_CREDENTIALS": str(credentials),
+        "REHEARSAL_SAMPLE_MIN": "1",
+        "REHEARSAL_RETRY_BACKOFF_S": "0",
+        "REHEARSAL_WORKERS": "1",
+        "REHEARSAL_CONCURRENCY": "4",
+    }
+    return env
+
+
+class Serve:
+    """One ``rehearsal serve`` process."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"serve did not come up:\n{log.read_text()}")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager stops it; the run in flight is interrupted."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def _get(serve: Serve, key: str, path: str) -> dict[str, Any]:
+    answer = httpx.get(f"{serve.url}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    data: dict[str, Any] = answer.json()["data"]
+    return data
+
+
+def test_a_run_interrupted_by_a_restart_is_resumed_and_pays_no_pair_twice(
+    env: dict[str, str], tmp_path: Path, sim: SimServer
+) -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "service.cli", "keys", "create", "--project", PROJECT, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = json.loads(made.stdout)["key"]
+    assert key not in made.stderr
+    port = free_port()
+    serve = Serve(env, port, tmp_path / "serve-1.log")
+    try:
+        assert "Prefect UI http://127.0.0.1:" in serve.log.read_text()
+        body = {
+            "projectId": PROJECT,
+            "candidatePolicy": "single",
+            "candidateConfig": {"model": "gpt-4o-mini", "provider_credential_id": "pc_openai_default"},
+            "windowStart": "2026-04-12T00:00:00Z",
+            "windowEnd": f"{STORE_END}T00:00:00Z",
+            "mode": "with_responses",
+            "sample": {"size": 240, "method": "random"},
+            "spendCapUsd": 5,
+        }
+        created = httpx.post(
+            f"{serve.url}/manage/v1/experiments", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        )
+        assert created.status_code == 201, created.text
+        path = f"/manage/v1/experiments/{created.json()['data']['id']}"
+        deadline = time.monotonic() + 120
+        while len(sim.calls) < 40:
+            assert time.monotonic() < deadline, "the run did not start calling"
+            assert _get(serve, key, path)["status"] in ("queued", "running")
+            time.sleep(0.1)
+    finally:
+        serve.stop()
+    interrupted_at = len(sim.calls)
+    assert interrupted_at < 240, "the run finished before the restart"
+
+    serve = Serve(env, port, tmp_path / "serve-2.log")
+    try:
+        assert "resumed" in serve.log.read_text()
+        deadline = time.monotonic() + 180
+        while (done := _get(serve, key, path))["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, f"still {done['status']} after the restart"
+            time.sleep(0.3)
+    finally:
+        serve.stop()
+    for log in ("serve-1.log", "serve-2.log"):  # a clean stop: runner and embedded Prefect server stopped
+        assert "stopping the flow runner" in (tmp_path / log).read_text()
+    assert done["status"] == "completed", done["status_reason"]
+    assert done["progress"] == {"done": 240, "total": 240}
+    counts = Counter(call.pair_id for call in sim.calls)
+    assert len(sim.calls) > interrupted_at  # the resumed run made the rest
+    assert max(counts.values()) == 1  # no pair was called twice across the restart
