@@ -161,5 +161,6 @@ def run_demo(svc: core.Services) -> None:
         f"Next: `rehearsal experiment show {experiment.id}`, `rehearsal experiment results {experiment.id} "
         f"--sort similarity_asc`, `rehearsal judge list {experiment.id}`, `rehearsal experiment promote ID`, "
         "or write your own spec "
-        "(see configs/experiments/) and `rehearsal experiment run SPEC`."
+        "(see configs/experiments/) and `rehearsal experiment run SPEC`. To serve these results over REST: "
+        f"`rehearsal keys create --project {DEMO_PROJECT}`, then `rehearsal serve` (API docs at /docs)."
     )
