@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
 from engine import judging, responses
 from engine.credentials import Credential, Credentials, load_credentials
 from engine.errors import RehearsalError
-from engine.experiment import replay_into
+from engine.experiment import check_routing_only, new_experiment, replay_into
 from engine.judging import JudgePlan
 from engine.pricing import load_catalog
 from engine.responses import Plan
 from engine.runs import RunContext
-from engine.schema import Experiment, JudgeRun
+from engine.schema import Experiment, ExperimentCreate, JudgeCreate, JudgeRun, Project
 from engine.settings import Settings
 from engine.store import RUN_TABLES, Store, lease_is_live, utcnow
 
@@ -61,6 +61,35 @@ def for_project(ctx: RunContext, project_id: str) -> RunContext:
     if creds is ctx.credentials:
         return ctx
     return RunContext(ctx.store, ctx.catalog, creds, ctx.logs_root, ctx.settings, ctx.on_progress)
+
+
+def admit_experiment(
+    ctx: RunContext, spec: ExperimentCreate, project: Project, **fields: Any
+) -> tuple[Experiment, Plan | None]:
+    """Check ``spec`` fully (window read, sample drawn, credentials resolved) and store it queued.
+
+    ``fields`` are set on the stored experiment (e.g. the schedule it belongs to).
+    Bad input raises before anything is stored.
+    """
+    planned = None
+    if spec.mode == "routing_only":
+        check_routing_only(spec, store=ctx.store, catalog=ctx.catalog, logs_root=ctx.logs_root)
+    else:
+        responses.validate(spec, project, ctx.settings)
+        planned = responses.plan(spec, store=ctx.store, catalog=ctx.catalog, logs_root=ctx.logs_root)
+        models = sorted(set(planned.sample.get_column("route_model").to_list()))
+        credentials = project_credentials(ctx.credentials, ctx.store, project.id)
+        responses.endpoints_for(spec, models, ctx.catalog, credentials)  # unknown credential / missing key: refuse now
+    experiment = new_experiment(spec).model_copy(update=fields)
+    return ctx.store.put_experiment(experiment), planned
+
+
+def admit_judge_run(ctx: RunContext, experiment: Experiment, spec: JudgeCreate) -> tuple[JudgeRun, JudgePlan]:
+    """Check a judge run (cap, pairs to judge) and store it queued; bad input stores nothing."""
+    project = ctx.store.get_project(experiment.project_id)
+    cap = judging.validate_judge(spec, project)
+    planned = judging.plan_judge(experiment, spec, ctx)
+    return ctx.store.put_judge_run(judging.new_judge_run(experiment, spec, planned, cap)), planned
 
 
 def _failing(ctx: RunContext, table: str, run_id: str, work: Callable[[], R], current: Callable[[], R]) -> R:

@@ -75,11 +75,17 @@ def spec_of(experiment: Experiment) -> ExperimentCreate:
     return ExperimentCreate.model_validate(experiment.model_dump(include=set(ExperimentCreate.model_fields)))
 
 
-def check_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> None:
-    """Refuse a routing-only spec that cannot run: a bad or unpriced candidate, or an empty window."""
+def check_candidate(spec: ExperimentCreate, *, store: Store, catalog: Catalog) -> Policy:
+    """The spec's candidate policy, refused when invalid (e.g. ``ensemble``) or when it routes to unpriced models."""
     policy = candidate_policy(spec, store)
     for model in sorted(policy.models()):
         catalog.price(model, param=policy.param)
+    return policy
+
+
+def check_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> None:
+    """Refuse a routing-only spec that cannot run: a bad or unpriced candidate, or an empty window."""
+    check_candidate(spec, store=store, catalog=catalog)
     load_window(logs_root, window_of(spec), ["request_id"])
 
 

@@ -182,6 +182,12 @@ class Experiment(BaseModel):
     embedding_model: str | None = None
     promoted_version: int | None = None
     flow_run_id: str | None = Field(None, description="The Prefect flow run executing it (served runs only).")
+    scheduled_experiment_id: str | None = Field(None, description="The schedule that fired it, if any.")
+    scheduled_for: dt.datetime | None = Field(None, description="The fire time (the end of its window).")
+    judge_run_id: str | None = Field(None, description="The judge run a schedule chained to it.")
+    verdict: dict[str, Any] | None = Field(
+        None, description="Scheduled runs only: pass/fail/inconclusive with a per-predicate breakdown."
+    )
     created_at: dt.datetime
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None

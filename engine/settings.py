@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     max_attempts: int = Field(4, ge=1, description="Attempts per call (429, 5xx, timeouts, malformed bodies).")
     retry_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles per attempt (0 in tests).")
     embedding_model: str = Field("all-MiniLM-L6-v2", description="Embedder for similarity.")
+    webhook_allow_hosts: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description='Webhook target hosts allowed (JSON list; "*" = any public host; internal ones must be listed).',
+    )
+    webhook_backoff_s: float = Field(30, gt=0, description="Wait before the first webhook retry; doubles per attempt.")
+    webhook_dispatch_s: float = Field(5, gt=0, description="How often the service looks for deliveries that are due.")
 
     @property
     def logs_root(self) -> str:

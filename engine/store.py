@@ -77,6 +77,33 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created_at TEXT NOT NULL,
     PRIMARY KEY (principal, key)
 );
+CREATE TABLE IF NOT EXISTS scheduled_experiments (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signals (
+    key TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    next_attempt_at TEXT,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
 CREATE TABLE IF NOT EXISTS provider_credentials (
     id TEXT PRIMARY KEY,
     project_id TEXT NOT NULL,
@@ -533,3 +560,46 @@ class Store:
         """Forget a credential and its secret."""
         with self._connect() as conn:
             conn.execute("DELETE FROM provider_credentials WHERE id = ?", (credential_id,))
+
+    # documents: schedules, signals, webhooks, deliveries ---------------------------------
+    def put_doc(self, table: str, key: str, project_id: str, body: str, **columns: Any) -> None:
+        """Insert or replace one JSON document (``columns``: the table's other queried columns)."""
+        names = ["project_id", "body", *columns]
+        values = [project_id, body, *columns.values()]
+        key_column = "key" if table == "signals" else "id"
+        assignments = ", ".join(f"{n} = excluded.{n}" for n in names)
+        with self._connect() as conn:
+            conn.execute(
+                f"INSERT INTO {table} ({key_column}, {', '.join(names)}) VALUES (?, {', '.join('?' * len(names))}) "
+                f"ON CONFLICT ({key_column}) DO UPDATE SET {assignments}",
+                (key, *values),
+            )
+
+    def get_doc(self, table: str, key: str, what: str) -> str:
+        """One document's JSON, or ``NotFound``."""
+        key_column = "key" if table == "signals" else "id"
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT body FROM {table} WHERE {key_column} = ?", (key,)).fetchone()
+        if row is None:
+            raise NotFound(f"{what} {key!r} does not exist", param="id")
+        return str(row[0])
+
+    def list_docs(self, table: str, where: str = "", args: tuple[Any, ...] = (), order: str = "rowid") -> list[str]:
+        """Documents matching ``where`` (SQL over the table's columns)."""
+        sql = f"SELECT body FROM {table}" + (f" WHERE {where}" if where else "") + f" ORDER BY {order}"
+        with self._connect() as conn:
+            return [str(r[0]) for r in conn.execute(sql, args).fetchall()]
+
+    def delete_doc(self, table: str, key: str) -> None:
+        """Remove one document."""
+        key_column = "key" if table == "signals" else "id"
+        with self._connect() as conn:
+            conn.execute(f"DELETE FROM {table} WHERE {key_column} = ?", (key,))
+
+    def webhook_secret(self, webhook_id: str) -> str:
+        """The signing secret of an endpoint (for signing only; never returned by the API after creation)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT secret FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"webhook {webhook_id!r} does not exist", param="id")
+        return str(row[0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 from typing import Any, cast
 from uuid import UUID
@@ -19,6 +20,8 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.runner import Runner
 
 from flows.runs import experiment_flow, judge_flow
+
+log = logging.getLogger("rehearsal.runner")
 
 DEPLOYMENT = "on-demand"
 #: Per store table: the flow that executes its runs and the flow's parameter.
@@ -65,7 +68,8 @@ class PrefectLauncher:
 class RunnerThread:
     """A Prefect ``Runner`` serving the on-demand deployments from a background thread."""
 
-    def __init__(self, *, poll_seconds: float = 1.0, limit: int | None = 8) -> None:
+    def __init__(self, *, poll_seconds: float = 1.0, limit: int | None = 8, watch_seconds: float = 2.0) -> None:
+        self.watch_seconds = watch_seconds
         self.runner = Runner(name="rehearsal", query_seconds=poll_seconds, limit=limit, pause_on_shutdown=False)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -80,14 +84,37 @@ class RunnerThread:
             self._loop = asyncio.get_running_loop()
             for deployment in deployments:
                 await self.runner.aadd_deployment(deployment)
+            await self._watch_scheduled()
             self._ready.set()
-            await self.runner.start()
+            watcher = asyncio.create_task(self._watch_scheduled(forever=True))
+            try:
+                await self.runner.start()
+            finally:
+                watcher.cancel()
 
         try:
             asyncio.run(serve())
         except BaseException as exc:  # surfaced by start() when it happens before the runner is up
             self._error = exc
             self._ready.set()
+
+    async def _watch_scheduled(self, forever: bool = False) -> None:
+        """Serve the deployments of scheduled experiments too, including ones created after start-up.
+
+        They are created through the API (not through this runner), so they are registered by id; going
+        through ``aadd_deployment`` would re-apply them and undo edits made in the Prefect UI.
+        """
+        while True:
+            try:
+                from flows.scheduling import scheduled_deployment_ids
+
+                for deployment_id, name in (await scheduled_deployment_ids()).items():
+                    self.runner._deployment_registry.register_deployment(deployment_id, name)
+            except Exception as exc:  # the server may be briefly unreachable; try again next round
+                log.warning("could not list scheduled deployments: %s", exc)
+            if not forever:
+                return
+            await asyncio.sleep(self.watch_seconds)
 
     def start(self, timeout_s: float = 60) -> RunnerThread:
         """Register the deployments and start polling; raises if that fails."""

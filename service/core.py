@@ -18,7 +18,7 @@ import polars as pl
 from engine import execution, judging, responses, runs
 from engine.credentials import Credentials, load_credentials
 from engine.errors import ConfigError, Conflict, NotFound, Unavailable
-from engine.experiment import check_routing_only, new_experiment, ref_resolver
+from engine.experiment import ref_resolver
 from engine.pricing import Catalog, load_catalog
 from engine.results import ROW_COLUMNS, PairStore, page, query_pairs
 from engine.routing import build_policy
@@ -255,16 +255,7 @@ def _admit_experiment(
     spec: ExperimentCreate = parse_body(ExperimentCreate, body)
     _in_scope(spec.project_id, project_ids, "project", "projectId")
     project = ensure_project(svc, spec.project_id) if create_missing_project else svc.store.get_project(spec.project_id)
-    planned = None
-    if spec.mode == "routing_only":
-        check_routing_only(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
-    else:
-        responses.validate(spec, project, svc.settings)
-        planned = responses.plan(spec, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
-        models = sorted(set(planned.sample.get_column("route_model").to_list()))
-        credentials = execution.project_credentials(svc.credentials, svc.store, project.id)
-        responses.endpoints_for(spec, models, svc.catalog, credentials)  # unknown credential / missing key: refuse now
-    return svc.store.put_experiment(new_experiment(spec)), planned
+    return execution.admit_experiment(svc.run_context(), spec, project)
 
 
 def _launch(svc: Services, launcher: Launcher, table: str, run_id: str) -> None:
@@ -448,10 +439,7 @@ def _admit_judge_run(
 ) -> tuple[JudgeRun, judging.JudgePlan]:
     experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
     spec: JudgeCreate = parse_body(JudgeCreate, body)
-    project = svc.store.get_project(experiment.project_id)
-    cap = judging.validate_judge(spec, project)
-    planned = judging.plan_judge(experiment, spec, svc.run_context())
-    return svc.store.put_judge_run(judging.new_judge_run(experiment, spec, planned, cap)), planned
+    return execution.admit_judge_run(svc.run_context(), experiment, spec)
 
 
 def create_judge_run(

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
-from service.api import credentials, experiments, judge, keys, projects, routing_configs
+from service.api import (
+    credentials,
+    experiments,
+    judge,
+    keys,
+    projects,
+    routing_configs,
+    scheduled_experiments,
+    signals,
+    webhooks,
+)
 from service.api._errors import install
 from service.api._idempotency import IdempotencyMiddleware
 from service.core import Launcher, Services
+from service.schedules import Scheduler
+
+log = logging.getLogger("rehearsal.webhooks")
 
 API_DESCRIPTION = """Rehearse a routing change on real traffic before production sees it.
 
@@ -17,13 +35,49 @@ create answers `queued` and the run executes as a Prefect flow run.
 """
 
 
-def create_app(services: Services, launcher: Launcher) -> FastAPI:
-    """The API over ``services``; runs are started through ``launcher``."""
-    app = FastAPI(title="rehearsal", version="0.1.0", description=API_DESCRIPTION)
+def _dispatch(services: Services, stop: threading.Event) -> None:
+    from service.schedules import deliver_due
+
+    while not stop.wait(services.settings.webhook_dispatch_s):
+        try:
+            for delivery in deliver_due(services):
+                log.info("webhook delivery %s: %s after %d attempts", delivery.id, delivery.status, delivery.attempts)
+        except Exception:
+            log.exception("webhook dispatch failed; retrying")
+
+
+def create_app(services: Services, launcher: Launcher, scheduler: Scheduler | None = None) -> FastAPI:
+    """The API over ``services``; runs start through ``launcher``, schedules live in ``scheduler`` (Prefect).
+
+    While the app runs, a background thread sends webhook deliveries when they are due, so retries
+    survive restarts (their schedule is in the store).
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        dispatcher = threading.Thread(target=_dispatch, args=(services, stop), name="webhooks", daemon=True)
+        dispatcher.start()
+        yield
+        stop.set()
+        dispatcher.join(10)
+
+    app = FastAPI(title="rehearsal", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
     app.state.services = services
     app.state.launcher = launcher
+    app.state.scheduler = scheduler
     install(app)
-    for module in (experiments, judge, projects, routing_configs, credentials, keys):
+    for module in (
+        experiments,
+        judge,
+        projects,
+        routing_configs,
+        credentials,
+        keys,
+        scheduled_experiments,
+        signals,
+        webhooks,
+    ):
         app.include_router(module.router)
     app.add_middleware(IdempotencyMiddleware, store=lambda: services.store)
 

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from engine.errors import Unauthorized
 from engine.schema import ApiKey
 from service.core import Launcher, Services
+from service.schedules import Scheduler
 
 _bearer = HTTPBearer(auto_error=False, description="A management key: `rehearsal keys create --project ID`.")
 
@@ -22,6 +23,15 @@ def _services(request: Request) -> Services:
 def _launcher(request: Request) -> Launcher:
     launcher: Launcher = request.app.state.launcher
     return launcher
+
+
+def _scheduler(request: Request) -> Scheduler:
+    scheduler: Scheduler | None = getattr(request.app.state, "scheduler", None)
+    if scheduler is None:
+        from flows.scheduling import PrefectScheduler
+
+        scheduler = request.app.state.scheduler = PrefectScheduler()
+    return scheduler
 
 
 def _caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
@@ -39,6 +49,7 @@ def _scope(key: Annotated[ApiKey, Depends(_caller)]) -> list[str] | None:
 
 Svc = Annotated[Services, Depends(_services)]
 Launch = Annotated[Launcher, Depends(_launcher)]
+Schedule = Annotated[Scheduler, Depends(_scheduler)]
 Caller = Annotated[ApiKey, Depends(_caller)]
 #: The project ids the caller's key may see (``None``: every project).
 Scope = Annotated[list[str] | None, Depends(_scope)]

@@ -6,6 +6,7 @@ subprocesses of the runner, so the store's settings go through the environment.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 import time
@@ -30,9 +31,9 @@ from tests.conftest import STORE_END
 #: The guides' project; its store holds about 12 rows a day, so a 7-day window has ~81 rows.
 PROJECT = "proj_abc"
 OTHER = "proj_other"
-SIM = SimConfig(
-    models={"gpt-4o-mini": SimProfile(divergence=Divergence(close=0.6, mild=0.3, far=0.1))}, time_scale=0
-)
+#: A project whose traffic runs up to now, for scheduled experiments (their windows end at the fire time).
+LIVE = "proj_live"
+SIM = SimConfig(models={"gpt-4o-mini": SimProfile(divergence=Divergence(close=0.6, mild=0.3, far=0.1))}, time_scale=0)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Served:
     key: str  # proj_abc
     other_key: str  # proj_other
     admin_key: str  # every project
+    live_key: str  # proj_live (scheduled experiments)
     sim: SimServer
 
     def headers(self, key: str | None = None, **extra: str) -> dict[str, str]:
@@ -65,16 +67,17 @@ class Served:
 
 def _store(logs: Path) -> None:
     for project, seed in ((PROJECT, 11), (OTHER, 12)):
-        rows = generate_rows(project, seed)
-        write_partitioned(rows, logs, project)
+        write_partitioned(generate_rows(project, seed, days=10, rows_per_day=12, end=STORE_END), logs, project)
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    write_partitioned(generate_rows(LIVE, 13, days=3, rows_per_day=240, end=tomorrow), logs, LIVE)
 
 
-def generate_rows(project: str, seed: int) -> Any:
+def generate_rows(project: str, seed: int, *, days: int, rows_per_day: int, end: dt.date) -> Any:
     from engine.pricing import load_catalog
     from engine.settings import CONFIGS_DIR
 
     catalog = load_catalog(CONFIGS_DIR / "pricing.yaml")
-    return generate(catalog, project_id=project, days=10, rows_per_day=12, seed=seed, end=STORE_END)
+    return generate(catalog, project_id=project, days=days, rows_per_day=rows_per_day, seed=seed, end=end)
 
 
 @pytest.fixture(scope="session")
@@ -96,18 +99,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "REHEARSAL_RETRY_BACKOFF_S": "0",
             "REHEARSAL_WORKERS": "1",
             "REHEARSAL_CONCURRENCY": "16",
+            "REHEARSAL_WEBHOOK_ALLOW_HOSTS": '["127.0.0.1"]',
+            "REHEARSAL_WEBHOOK_BACKOFF_S": "0.5",
+            "REHEARSAL_WEBHOOK_DISPATCH_S": "0.25",
         }
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # the runner's flow-run processes read their settings from here
         runner = RunnerThread(poll_seconds=0.5).start()
         try:
             svc = core.open_services(Settings(), logs=str(logs), credentials=credentials)
-            core.create_project(svc, PROJECT)
-            core.create_project(svc, OTHER)
+            for project in (PROJECT, OTHER, LIVE):
+                core.create_project(svc, project)
             keys = [
                 svc.store.create_api_key([PROJECT]).key,
                 svc.store.create_api_key([OTHER]).key,
                 svc.store.create_api_key([], all_projects=True).key,
+                svc.store.create_api_key([LIVE]).key,
             ]
             app = create_app(svc, PrefectLauncher())
             with TestClient(app, raise_server_exceptions=False) as client:

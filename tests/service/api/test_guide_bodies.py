@@ -52,7 +52,7 @@ def test_hypothesis_example_keeps_its_text_and_gets_no_verdict(served: Served) -
     done = served.wait(f"/manage/v1/experiments/{created.json()['data']['id']}")
     assert done["status"] == "completed"
     assert done["hypothesis"] == body["hypothesis"]
-    assert "verdict" not in done
+    assert done["verdict"] is None  # one-off experiments get no verdict
 
 
 def test_preflight_answers_the_guides_shape(served: Served) -> None:
@@ -75,7 +75,9 @@ def test_preflight_answers_the_guides_shape(served: Served) -> None:
     assert data["requiresConfirmation"] is False and data["autoCancelRatio"] == 1.5
 
 
-def test_with_responses_then_histogram_results_and_judge(served: Served, finished_with_responses: dict[str, Any]) -> None:
+def test_with_responses_then_histogram_results_and_judge(
+    served: Served, finished_with_responses: dict[str, Any]
+) -> None:
     sim_id = finished_with_responses["id"]
     assert finished_with_responses["status"] == "completed", finished_with_responses["status_reason"]
     assert finished_with_responses["spend_usd"] <= 0.05
@@ -116,9 +118,14 @@ def test_with_responses_then_histogram_results_and_judge(served: Served, finishe
     run = served.wait(f"/manage/v1/experiments/{sim_id}/judge/{run_id}")
     assert run["status"] == "completed", run["status_reason"]
     summary = run["summary"]
-    assert {"judged_count", "parse_errors", "spend_usd", "verdict_breakdown", "verdict_breakdown_ci_95", "by_bucket"} <= set(
-        summary
-    )
+    assert {
+        "judged_count",
+        "parse_errors",
+        "spend_usd",
+        "verdict_breakdown",
+        "verdict_breakdown_ci_95",
+        "by_bucket",
+    } <= set(summary)
     listed = served.client.get(f"/manage/v1/experiments/{sim_id}/judge", headers=served.headers()).json()
     assert run_id in [r["id"] for r in listed["data"]]
     worse = served.client.get(
