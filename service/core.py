@@ -15,13 +15,14 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from engine import execution, judging, responses, runs
+from engine import execution, judging, responses, runs, scheduled_runs
 from engine.credentials import Credentials, load_credentials
 from engine.errors import ConfigError, Conflict, NotFound, Unavailable
 from engine.experiment import ref_resolver
 from engine.pricing import Catalog, load_catalog
 from engine.results import ROW_COLUMNS, PairStore, page, query_pairs
 from engine.routing import build_policy
+from engine.schedules import ScheduledExperiment
 from engine.schema import (
     ApiKey,
     CreatedApiKey,
@@ -248,6 +249,38 @@ class Launcher(Protocol):
         ...
 
 
+class Scheduler(Protocol):
+    """Where schedules live (Prefect deployments); see ``flows.scheduling.PrefectScheduler``."""
+
+    def create(self, schedule: ScheduledExperiment) -> str:
+        """Create the schedule's deployment; return its id."""
+        ...
+
+    def set_cron(self, deployment_id: str, cron: str) -> None:
+        """Change the cron."""
+        ...
+
+    def pause(self, deployment_id: str) -> None:
+        """Stop fires."""
+        ...
+
+    def resume(self, deployment_id: str) -> None:
+        """Fire again."""
+        ...
+
+    def delete(self, deployment_id: str) -> None:
+        """Remove the deployment."""
+        ...
+
+    def run_now(self, deployment_id: str, experiment_id: str | None = None) -> str:
+        """Start a flow run now; return its id."""
+        ...
+
+    def state(self, deployment_id: str) -> tuple[str, bool] | None:
+        """``(cron, paused)``, or ``None`` when the deployment is gone."""
+        ...
+
+
 def _admit_experiment(
     svc: Services, body: Any, project_ids: list[str] | None, create_missing_project: bool
 ) -> tuple[Experiment, responses.Plan | None]:
@@ -306,11 +339,23 @@ def resume_experiment(svc: Services, experiment_id: str, *, on_progress: Progres
     return execution.run_experiment(svc.run_context(on_progress), experiment_id)
 
 
-def recover_runs(svc: Services, launcher: Launcher) -> list[str]:
-    """After a restart, relaunch unfinished runs that nothing executes (or fail them with a reason)."""
-    return execution.recover(
-        svc.store, svc.settings.run_timeout_s, lambda table, run_id: _launch(svc, launcher, table, run_id)
-    )
+def recover_runs(svc: Services, launcher: Launcher, scheduler: Scheduler | None = None) -> list[str]:
+    """After a restart, relaunch unfinished runs that nothing executes (or fail them with a reason).
+
+    A scheduled fire goes back to its schedule's deployment, so its verdict, signal and webhooks follow.
+    """
+
+    def relaunch(table: str, run_id: str) -> None:
+        if table == "experiments" and scheduler is not None:
+            schedule_id = svc.store.get_experiment(run_id).scheduled_experiment_id
+            if schedule_id is not None:
+                schedule = scheduled_runs.get_schedule(svc.store, schedule_id)
+                if schedule.deployment_id is not None:
+                    svc.store.set_flow_run(table, run_id, scheduler.run_now(schedule.deployment_id, run_id))
+                    return
+        _launch(svc, launcher, table, run_id)
+
+    return execution.recover(svc.store, svc.settings.run_timeout_s, relaunch)
 
 
 def cancel_experiment(svc: Services, experiment_id: str, *, project_ids: list[str] | None = None) -> Experiment:

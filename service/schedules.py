@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any
 
 from engine import responses, scheduled_runs
 from engine.errors import ConfigError, NotFound, Unavailable
@@ -21,39 +21,7 @@ from engine.schedules import (
 from engine.schema import Experiment, ExperimentCreate, Project, parse_body
 from engine.store import new_id, utcnow
 from engine.webhooks import CreatedWebhook, Delivery, WebhookCreate, WebhookEndpoint, check_target, new_secret
-from service.core import Services, get_project
-
-
-class Scheduler(Protocol):
-    """Where schedules live (Prefect deployments); see ``flows.scheduling.PrefectScheduler``."""
-
-    def create(self, schedule: ScheduledExperiment) -> str:
-        """Create the schedule's deployment; return its id."""
-        ...
-
-    def set_cron(self, deployment_id: str, cron: str) -> None:
-        """Change the cron."""
-        ...
-
-    def pause(self, deployment_id: str) -> None:
-        """Stop fires."""
-        ...
-
-    def resume(self, deployment_id: str) -> None:
-        """Fire again."""
-        ...
-
-    def delete(self, deployment_id: str) -> None:
-        """Remove the deployment."""
-        ...
-
-    def run_now(self, deployment_id: str, experiment_id: str | None = None) -> str:
-        """Start a flow run now; return its id."""
-        ...
-
-    def state(self, deployment_id: str) -> tuple[str, bool] | None:
-        """``(cron, paused)``, or ``None`` when the deployment is gone."""
-        ...
+from service.core import Scheduler, Services, get_project
 
 
 def _orchestrator(call: Any, *args: Any) -> Any:

@@ -84,20 +84,21 @@ def serve(
         import uvicorn
 
         from flows.launch import PrefectLauncher, RunnerThread
+        from flows.scheduling import PrefectScheduler
         from service.api import create_app
 
         err.print("starting the flow runner…")
         runner = RunnerThread().start()
         try:
-            launcher = PrefectLauncher()
-            for line in core.recover_runs(svc, launcher):
+            launcher, scheduler = PrefectLauncher(), PrefectScheduler()
+            for line in core.recover_runs(svc, launcher, scheduler):
                 err.print(f"recovered {line}", soft_wrap=True)
             ui = embedded.url if embedded else api_url.removesuffix("/api")
             base = f"http://{host}:{port}"
             err.print(f"API        {base}/manage/v1  (key: rehearsal keys create --project ID)", soft_wrap=True)
             err.print(f"API docs   {base}/docs", soft_wrap=True)
             err.print(f"Prefect UI {ui}{'' if embedded else '  (external server)'}", soft_wrap=True)
-            uvicorn.run(create_app(svc, launcher), host=host, port=port, log_level="warning")
+            uvicorn.run(create_app(svc, launcher, scheduler), host=host, port=port, log_level="warning")
         finally:
             err.print("stopping the flow runner…")
             runner.stop()
