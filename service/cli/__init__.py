@@ -8,9 +8,10 @@ import traceback
 import typer
 from rich.text import Text
 
-from engine.errors import ConfigError, NotFound, RehearsalError
+from engine.errors import ConfigError, Forbidden, NotFound, RehearsalError, Unauthorized
 from service.cli import _experiments, _judge, _logs, _projects
 from service.cli._common import err, services
+from service.cli._schedule import schedule_app, signals_app, webhooks_app
 from service.cli._serve import keys_app, serve
 from service.cli._sim import sim_provider
 
@@ -27,6 +28,9 @@ app.add_typer(_experiments.app, name="experiment")
 app.add_typer(_judge.app, name="judge")
 app.command("sim-provider")(sim_provider)
 app.add_typer(keys_app, name="keys")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(signals_app, name="signals")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("serve")(serve)
 
 _state = {"debug": False}
@@ -56,7 +60,7 @@ def main() -> None:
             traceback.print_exc()
         where = f" [{exc.param}]" if exc.param and not exc.message.startswith(exc.param) else ""
         err.print(Text.assemble((f"error{where}:", "red"), " ", exc.message), soft_wrap=True)
-        sys.exit(2 if isinstance(exc, ConfigError | NotFound) else 1)
+        sys.exit(2 if isinstance(exc, ConfigError | NotFound | Unauthorized | Forbidden) else 1)
     except Exception as exc:  # anything unexpected: one line unless --debug
         if _state["debug"] or "--debug" in sys.argv:
             traceback.print_exc()

@@ -77,6 +77,11 @@ def comparison(experiment: Experiment) -> Group:
     return Group(*parts)
 
 
+def status_line(run: Experiment | JudgeRun) -> str:
+    """``id: status (reason)``, what cancelling a run prints."""
+    return f"{run.id}: {run.status} ({run.status_reason})"
+
+
 def routes(base: Summary, cand: Summary) -> Table:
     """Route distribution of both sides."""
     table = Table(title="Route mix", title_justify="left")

@@ -60,7 +60,7 @@ def test_run_show_list_promote(cli, tmp_path: Path) -> None:  # type: ignore[no-
     table = cli("experiment", "show", experiment["id"]).stdout
     assert "Baseline vs candidate" in table and "gpt-4o-mini:openai" in table
     promoted = json.loads(cli("experiment", "promote", experiment["id"], "--json").stdout)
-    assert promoted["promoted_version"] == 1
+    assert promoted["experiment"]["promoted_version"] == 1 and promoted["routing_config"]["version"] == 1
     # The promoted config is now addressable as @production.
     nested = SPEC | {
         "candidatePolicy": "ab_test",
