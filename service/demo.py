@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from service.cli._render import (
     judge_run_view,
     pairs_view,
     preflight_table,
+    verdict_view,
 )
 
 DEMO_PROJECT = "demo"
@@ -148,6 +150,104 @@ def judge_demo(svc: core.Services, experiment: Experiment) -> None:
     out.print(judge_run_view(run))
 
 
+DEMO_SCHEDULE = {
+    "projectId": DEMO_PROJECT,
+    "name": "daily gpt-4o-mini regression check (demo)",
+    "candidatePolicy": "single",
+    "candidateConfig": {"model": "gpt-4o-mini", "provider_credential_id": "pc_openai_default"},
+    "cronExpression": "0 9 * * *",
+    "windowHours": 48,
+    "mode": "routing_only",
+    "hypothesis": "Moving everything to gpt-4o-mini keeps latency and errors within bounds while cutting cost.",
+    "successCriteria": {
+        "logic": "and",
+        "min_sample_size": 100,
+        "predicates": [
+            {"metric": "cost_delta_pct", "op": "lte", "value": -20},
+            {"metric": "latency_p95_delta_pct", "op": "lte", "value": 25},
+            {"metric": "error_rate_delta_pct", "op": "lte", "value": 50},
+        ],
+    },
+}
+
+
+def _first_fire(svc: core.Services, experiment_id: str, timeout_s: float = 180) -> Experiment:
+    """The fire's experiment once its verdict is in (or it ended without one, or the wait timed out)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = svc.store.get_experiment(experiment_id)
+        ended = run.status not in ("queued", "running")
+        if run.verdict is not None or (ended and run.status != "completed") or time.monotonic() > deadline:
+            return run
+        time.sleep(0.3)
+
+
+def _flow_run_ended(flow_run_id: str, timeout_s: float = 60) -> None:
+    """Wait for a flow run to reach a final state (its last task sends the webhooks)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+            if state is not None and state.is_final():
+                return
+            time.sleep(0.3)
+
+
+def scheduled(svc: core.Services) -> None:
+    """A scheduled experiment on a Prefect server on loopback: its deployment, its first fire and verdict.
+
+    A demo run again fires the schedule it made before rather than adding another one.
+    """
+    from service.serve import export_settings, prefect_api
+
+    out.print(Rule("Scheduled experiment: the same question every day at 09:00 UTC"))
+    export_settings(svc)
+    with prefect_api(svc.settings.home) as (_, embedded):
+        from flows.launch import RunnerThread
+        from flows.scheduling import PrefectScheduler
+        from service import schedules
+
+        with err.status("starting a flow runner…"):
+            runner = RunnerThread().start()
+        try:
+            scheduler = PrefectScheduler()
+            known = [
+                s
+                for s in schedules.list_schedules(svc, scheduler, project_id=DEMO_PROJECT)
+                if s.name == DEMO_SCHEDULE["name"]
+            ]
+            if known:
+                fire = schedules.run_schedule_now(svc, known[0].id, scheduler)
+                schedule = known[0]
+            else:
+                schedule = schedules.create_schedule(svc, DEMO_SCHEDULE, scheduler)
+                fire = svc.store.get_experiment(schedule.last_experiment_id or "")
+            with err.status(f"first fire of {schedule.id} (a flow run of its Prefect deployment)…"):
+                run = _first_fire(svc, fire.id)
+                if run.flow_run_id:
+                    _flow_run_ended(run.flow_run_id)
+            next_fire = f"{schedule.next_run_at:%Y-%m-%d %H:%M} UTC" if schedule.next_run_at else "paused"
+            out.print(
+                f"{schedule.id} {schedule.name}: cron {schedule.cron_expression} (UTC), window "
+                f"{schedule.window_hours} h, next fire {next_fire}"
+            )
+            if run.verdict is not None:
+                out.print(verdict_view(run.verdict))
+            else:
+                out.print(f"the fire ended {run.status}: {run.status_reason}")
+            where = f"the Prefect database under {svc.settings.home / 'prefect'}" if embedded else "your Prefect server"
+            out.print(
+                f"Its deployment lives in {where}: `rehearsal serve` fires it on its cron and its Prefect UI "
+                "shows it; edit or pause it there or with `rehearsal schedule …`."
+            )
+        finally:
+            runner.stop()
+
+
 def run_demo(svc: core.Services) -> None:
     """The whole demo."""
     end = ensure_demo_store(svc)
@@ -164,3 +264,4 @@ def run_demo(svc: core.Services) -> None:
         "(see configs/experiments/) and `rehearsal experiment run SPEC`. To serve these results over REST: "
         f"`rehearsal keys create --project {DEMO_PROJECT}`, then `rehearsal serve` (API docs at /docs)."
     )
+    scheduled(svc)

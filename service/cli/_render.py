@@ -256,3 +256,17 @@ def verdicts_view(rows: list[dict[str, Any]]) -> Group:
         table.add_row(row.get("baseline_text") or "", row.get("candidate_text") or "")
         parts.append(table)
     return Group(*parts)
+
+
+def verdict_view(verdict: dict[str, Any]) -> Group:
+    """A scheduled run's verdict banner and its per-predicate breakdown."""
+    colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[verdict["verdict"]]
+    banner = Text.assemble((f" {verdict['verdict'].upper()} ", f"bold white on {colour}"), "  ", verdict["summary"])
+    table = Table(show_edge=False)
+    for column in ("metric", "op", "value", "observed", "status"):
+        table.add_column(column, justify="right" if column in ("value", "observed") else "left")
+    for p in verdict["predicates"]:
+        observed = "n/a" if p["observed"] is None else f"{p['observed']:.4g}"
+        status = {"pass": "[green]pass[/]", "fail": "[red]fail[/]"}.get(p["status"], "[yellow]unavailable[/]")
+        table.add_row(p["metric"], p["op"], f"{p['value']:g}", observed, status)
+    return Group(banner, table)
