@@ -367,21 +367,30 @@ def cancel_experiment(svc: Services, experiment_id: str, *, project_ids: list[st
 
 
 def _pairs(svc: Services, experiment: Experiment) -> pl.DataFrame:
-    """The experiment's pairs; those of an ended run are kept in memory (a few runs) for fast paging."""
+    """The experiment's pair rows (without the texts); an ended run's stay in memory (a few runs) for paging."""
     if experiment.mode != "with_responses":
         raise ConfigError(f"experiment {experiment.id!r} is routing-only: it has no per-pair results", param="id")
     files = PairStore(svc.settings.home, experiment.id)
     if experiment.status in ("queued", "running") or not files.final.exists():
-        return files.frame()
+        return files.frame().select(ROW_COLUMNS)
     key = (experiment.id, files.final.stat().st_mtime_ns)
     with svc.pair_cache_lock:
         frame = svc.pair_cache.pop(key, None)
         if frame is None:
-            frame = files.frame()
+            frame = pl.read_parquet(files.final, columns=ROW_COLUMNS)
         svc.pair_cache[key] = frame  # most recent last
         while len(svc.pair_cache) > PAIR_CACHE_RUNS:
             svc.pair_cache.pop(next(iter(svc.pair_cache)))
     return frame
+
+
+def _with_texts(svc: Services, experiment: Experiment, rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` with both answers, read for those rows only."""
+    files = PairStore(svc.settings.home, experiment.id)
+    wanted = pl.col("request_id").is_in(rows.get_column("request_id").implode())
+    source = pl.scan_parquet(files.final) if files.final.exists() else files.frame().lazy()
+    texts = source.filter(wanted).select("request_id", "baseline_text", "candidate_text").collect()
+    return rows.join(texts, on="request_id", how="left", maintain_order="left")
 
 
 def experiment_results(
@@ -399,8 +408,7 @@ def experiment_results(
     """
     experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
     page, cursor = query_pairs(_pairs(svc, experiment), **query)
-    columns = [*ROW_COLUMNS, "baseline_text", "candidate_text"] if include_texts else ROW_COLUMNS
-    return page.select(columns).to_dicts(), cursor
+    return (_with_texts(svc, experiment, page) if include_texts else page).to_dicts(), cursor
 
 
 def experiment_pair(
@@ -411,7 +419,7 @@ def experiment_pair(
     rows = _pairs(svc, experiment).filter(pl.col("request_id") == request_id)
     if rows.height == 0:
         raise NotFound(f"experiment {experiment_id!r} has no pair for request {request_id!r}", param="request_id")
-    return rows.select([*ROW_COLUMNS, "baseline_text", "candidate_text"]).row(0, named=True)
+    return _with_texts(svc, experiment, rows).row(0, named=True)
 
 
 def experiment_histogram(
@@ -563,5 +571,4 @@ def judge_results(
         {"worse": 0, "equivalent": 2, "better": 3}, default=1, return_dtype=pl.Int64
     )
     rows, next_cursor = page(rows.sort([rank, "similarity", "request_id"], nulls_last=True), limit, cursor)
-    pairs = _pairs(svc, get_experiment(svc, run.experiment_id)).select("request_id", "baseline_text", "candidate_text")
-    return rows.join(pairs, on="request_id", how="left", maintain_order="left").to_dicts(), next_cursor
+    return _with_texts(svc, get_experiment(svc, run.experiment_id), rows).to_dicts(), next_cursor

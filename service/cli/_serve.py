@@ -88,7 +88,7 @@ def serve(
         from service.api import create_app
 
         err.print("starting the flow runner…")
-        runner = RunnerThread().start()
+        runner = RunnerThread(poll_seconds=0.5).start()
         try:
             launcher, scheduler = PrefectLauncher(), PrefectScheduler()
             for line in core.recover_runs(svc, launcher, scheduler):

@@ -75,3 +75,29 @@ def test_bad_queries_name_the_parameter(query: dict[str, Any], param: str) -> No
     with pytest.raises(ConfigError) as info:
         query_pairs(pl.DataFrame(ROWS, schema=PAIR_SCHEMA), **query)
     assert info.value.param == param
+
+
+@pytest.mark.parametrize("sort", ["similarity_asc", "similarity_desc", "cost_delta_desc", "timestamp_asc"])
+def test_shallow_pages_match_a_full_sort_page_after_page(sort: str) -> None:
+    import random
+
+    rng = random.Random(7)
+    rows = [
+        _row(
+            i, rng.choice([None, 0.1, 0.5, round(rng.random(), 2)]), rng.choice(["ok", "error"]), rng.choice([0.0, 1.0])
+        )
+        for i in range(3000)
+    ]
+    rows = [r | {"request_id": f"r{i:05d}"} for i, r in enumerate(rng.sample(rows, len(rows)))]
+    frame = pl.DataFrame(rows, schema=PAIR_SCHEMA)
+    column, descending = {"similarity_asc": ("similarity", False), "similarity_desc": ("similarity", True)}.get(
+        sort, ("cost_delta_usd", True) if sort == "cost_delta_desc" else ("timestamp", False)
+    )
+    expected = frame.sort([column, "request_id"], descending=[descending, False], nulls_last=True)
+    seen, cursor = [], None
+    for _ in range(70):  # the first pages take the top-k path, later ones the full sort
+        page, cursor = query_pairs(frame, sort=sort, limit=50, cursor=cursor)
+        seen.extend(page.get_column("request_id").to_list())
+        if cursor is None:
+            break
+    assert seen == expected.get_column("request_id").to_list()[: len(seen)] and len(seen) == 3000

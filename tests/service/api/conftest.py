@@ -110,15 +110,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             svc = core.open_services(Settings(), logs=str(logs), credentials=credentials)
             for project in (PROJECT, OTHER, LIVE):
                 core.create_project(svc, project)
-            keys = [
+            key, other_key, admin_key, live_key = (
                 svc.store.create_api_key([PROJECT]).key,
                 svc.store.create_api_key([OTHER]).key,
                 svc.store.create_api_key([], all_projects=True).key,
                 svc.store.create_api_key([LIVE]).key,
-            ]
+            )
             app = create_app(svc, PrefectLauncher())
             with TestClient(app, raise_server_exceptions=False) as client:
-                yield Served(home, svc, client, *keys, sim=sim)
+                yield Served(home, svc, client, key, other_key, admin_key, live_key, sim)
         finally:
             runner.stop()
             for k, v in saved.items():
