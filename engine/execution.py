@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import SecretStr
 
-from engine import judging, responses
 from engine.credentials import Credential, Credentials, load_credentials
 from engine.errors import RehearsalError
 from engine.experiment import check_routing_only, new_experiment, replay_into
-from engine.judging import JudgePlan
 from engine.pricing import load_catalog
-from engine.responses import Plan
 from engine.runs import RunContext
 from engine.schema import Experiment, ExperimentCreate, JudgeCreate, JudgeRun, Project
 from engine.settings import Settings
 from engine.store import RUN_TABLES, Store, lease_is_live, utcnow
+
+if TYPE_CHECKING:  # with-responses and judge runs bring the fan-out (Ray, openai): routing-only runs skip them
+    from engine.judging import JudgePlan
+    from engine.responses import Plan
 
 ProgressFn = Callable[[int, int, float], None]
 R = TypeVar("R", Experiment, JudgeRun)
@@ -75,6 +76,8 @@ def admit_experiment(
     if spec.mode == "routing_only":
         check_routing_only(spec, store=ctx.store, catalog=ctx.catalog, logs_root=ctx.logs_root)
     else:
+        from engine import responses
+
         responses.validate(spec, project, ctx.settings)
         planned = responses.plan(spec, store=ctx.store, catalog=ctx.catalog, logs_root=ctx.logs_root)
         models = sorted(set(planned.sample.get_column("route_model").to_list()))
@@ -87,6 +90,8 @@ def admit_experiment(
 def admit_judge_run(ctx: RunContext, experiment: Experiment, spec: JudgeCreate) -> tuple[JudgeRun, JudgePlan]:
     """Check a judge run (cap, pairs to judge) and store it queued; bad input stores nothing."""
     project = ctx.store.get_project(experiment.project_id)
+    from engine import judging
+
     cap = judging.validate_judge(spec, project)
     planned = judging.plan_judge(experiment, spec, ctx)
     return ctx.store.put_judge_run(judging.new_judge_run(experiment, spec, planned, cap)), planned
@@ -118,6 +123,8 @@ def run_experiment(ctx: RunContext, experiment_id: str, planned: Plan | None = N
             return ctx.store.put_experiment(
                 replay_into(running, store=ctx.store, catalog=ctx.catalog, logs_root=ctx.logs_root)
             )
+        from engine import responses
+
         return responses.execute(experiment, ctx, planned)
 
     return _failing(ctx, "experiments", experiment_id, work, lambda: ctx.store.get_experiment(experiment_id))
@@ -128,6 +135,8 @@ def run_judge_run(ctx: RunContext, run_id: str, planned: JudgePlan | None = None
     run = ctx.store.get_judge_run(run_id)
     experiment = ctx.store.get_experiment(run.experiment_id)
     ctx = for_project(ctx, run.project_id)
+    from engine import judging
+
     return _failing(
         ctx,
         "judge_runs",

@@ -11,16 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.credentials import Credentials
 from engine.errors import ConfigError
-from engine.fanout import Endpoint, FanoutOptions, FanoutReport, Job, Outcome, fan_out
 from engine.pricing import Catalog
-from engine.providers import RetryPolicy
 from engine.results import ResultFiles
 from engine.settings import Settings
 from engine.store import Store
+
+if TYPE_CHECKING:  # the fan-out brings Ray and openai: imported only by runs that call providers
+    from engine.fanout import Endpoint, FanoutOptions, FanoutReport, Job, Outcome
 
 AUTO_CANCEL_RATIO = 1.5
 #: Projected spend is checked after every this many settled calls.
@@ -100,6 +101,9 @@ class RunWatch:
 
 def fanout_options(settings: Settings) -> FanoutOptions:
     """Fan-out width and retries from the settings."""
+    from engine.fanout import FanoutOptions
+    from engine.providers import RetryPolicy
+
     return FanoutOptions(
         workers=settings.workers,
         concurrency=settings.concurrency,
@@ -111,6 +115,8 @@ def fanout_options(settings: Settings) -> FanoutOptions:
 
 def endpoint(credentials: Credentials, credential_id: str) -> Endpoint:
     """The endpoint a credential names (its key read from the environment now)."""
+    from engine.fanout import Endpoint
+
     credential = credentials.get(credential_id)
     return Endpoint(credential.base_url, credential.api_key(credential_id), credential.rate_limit_rps)
 
@@ -128,6 +134,8 @@ def call_and_record(
     ctx: RunContext,
 ) -> FanoutReport | None:
     """Fan ``jobs`` out under ``cap_usd``; journal, checkpoint and report progress batch by batch."""
+    from engine.fanout import fan_out
+
     if not jobs:
         return None
 
