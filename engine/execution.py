@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import SecretStr
 
 from engine.credentials import Credential, Credentials, load_credentials
-from engine.errors import RehearsalError
+from engine.errors import ConfigError, RehearsalError
 from engine.experiment import check_routing_only, new_experiment, replay_into
 from engine.pricing import load_catalog
 from engine.runs import RunContext
@@ -77,8 +77,11 @@ def admit_experiment(
         check_routing_only(spec, store=ctx.store, catalog=ctx.catalog, logs_root=ctx.logs_root)
     else:
         from engine import responses
+        from engine.similarity import check_embedder
 
         responses.validate(spec, project, ctx.settings)
+        if spec.embedding_model is not None:
+            check_embedder(spec.embedding_model, ctx.catalog)
         planned = responses.plan(spec, store=ctx.store, catalog=ctx.catalog, logs_root=ctx.logs_root)
         models = sorted(set(planned.sample.get_column("route_model").to_list()))
         credentials = project_credentials(ctx.credentials, ctx.store, project.id)
@@ -91,8 +94,14 @@ def admit_judge_run(ctx: RunContext, experiment: Experiment, spec: JudgeCreate) 
     """Check a judge run (cap, pairs to judge) and store it queued; bad input stores nothing."""
     project = ctx.store.get_project(experiment.project_id)
     from engine import judging
+    from engine.runs import endpoint
 
     cap = judging.validate_judge(spec, project)
+    if spec.judge_credential_id is not None:  # an unknown credential or a missing key: refuse before storing
+        try:
+            endpoint(project_credentials(ctx.credentials, ctx.store, project.id), spec.judge_credential_id)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, param="judgeCredentialId") from None
     planned = judging.plan_judge(experiment, spec, ctx)
     return ctx.store.put_judge_run(judging.new_judge_run(experiment, spec, planned, cap)), planned
 

@@ -272,14 +272,28 @@ def attempt(store: Store, delivery: Delivery, allow: list[str], first_backoff_s:
     return save_delivery(store, delivery.model_copy(update=update))
 
 
+#: How long a sender holds a delivery it claimed before another may take it over.
+SEND_HOLD_S = 60.0
+
+
 def deliver_due(
     store: Store, allow: list[str], first_backoff_s: float = 30.0, now: dt.datetime | None = None
 ) -> list[Delivery]:
-    """Attempt every pending delivery whose time has come (restart-safe: the schedule is in the store)."""
+    """Attempt every delivery whose time has come (restart-safe: the schedule is in the store).
+
+    Each is claimed first, so two senders (a flow run and the service's dispatcher) never send it twice.
+    """
+    at = now or utcnow()
     due = store.list_docs(
         "deliveries",
-        "status = 'pending' AND next_attempt_at <= ?",
-        ((now or utcnow()).isoformat(),),
+        "status IN ('pending', 'sending') AND next_attempt_at <= ?",
+        (at.isoformat(),),
         order="next_attempt_at",
     )
-    return [attempt(store, Delivery.model_validate_json(body), allow, first_backoff_s) for body in due]
+    hold = (at + dt.timedelta(seconds=SEND_HOLD_S)).isoformat()
+    sent = []
+    for body in due:
+        delivery = Delivery.model_validate_json(body)
+        if store.claim_delivery(delivery.id, at.isoformat(), hold):
+            sent.append(attempt(store, delivery, allow, first_backoff_s))
+    return sent

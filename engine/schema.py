@@ -11,6 +11,12 @@ from pydantic.alias_generators import to_camel
 from engine.errors import ConfigError
 
 HYPOTHESIS_MAX = 2000
+#: Bounds of experiment windows: log timestamps outside them are not plausible.
+WINDOW_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+WINDOW_LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+WINDOW_LONGEST = dt.timedelta(days=3660)
+#: Seeds are unsigned 64-bit hash seeds; JSON clients keep integers exact below 2**53.
+SEED_MAX = 2**53
 Mode = Literal["routing_only", "with_responses"]
 Status = Literal["queued", "running", "completed", "cancelled", "failed"]
 LoggingMode = Literal["full", "metadata_only"]
@@ -56,7 +62,7 @@ class SampleSpec(Body):
 
     size: int = Field(1000, gt=0, description="Requested pairs; the effective size may be smaller.")
     method: Literal["random", "stratified"] = "random"
-    seed: int = Field(0, description="Seed of the draw: the same seed draws the same rows.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the draw: the same seed draws the same rows.")
 
 
 class ExperimentCreate(Body):
@@ -78,12 +84,21 @@ class ExperimentCreate(Body):
     @field_validator("window_start", "window_end")
     @classmethod
     def _to_utc(cls, value: dt.datetime) -> dt.datetime:
-        return _utc(value)
+        value = _utc(value)
+        if not WINDOW_EARLIEST <= value <= WINDOW_LATEST:
+            raise ValueError(f"must be between {WINDOW_EARLIEST:%Y-%m-%d} and {WINDOW_LATEST:%Y-%m-%d}")
+        return value
 
     @model_validator(mode="after")
     def _window(self) -> ExperimentCreate:
+        # Raised as ConfigError (not ValueError) so that the error names the field, not the whole body.
         if self.window_end <= self.window_start:
-            raise ValueError("windowEnd must be after windowStart")
+            raise ConfigError("windowEnd must be after windowStart", param="windowEnd")
+        if self.window_end - self.window_start > WINDOW_LONGEST:
+            raise ConfigError(
+                f"the window may span at most {WINDOW_LONGEST.days:,} days (windowStart to windowEnd)",
+                param="windowEnd",
+            )
         return self
 
 
@@ -248,7 +263,7 @@ class JudgeCreate(Body):
     stratification: Stratification = Field(default_factory=Stratification)
     order: Literal["random", "both"] = "random"
     boundaries: BucketBoundaries = Field(default_factory=BucketBoundaries)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     spend_cap_usd: float | None = Field(None, gt=0)
 
 

@@ -275,6 +275,13 @@ def _openai(model: str, catalog: Catalog, api_key: str | None, base_url: str | N
     return OpenAIEmbedder(model, api_key=api_key, base_url=base_url, price_per_mtok=price.input_per_mtok)
 
 
+def check_embedder(spec: str, catalog: Catalog) -> None:
+    """Refuse an unknown embedder spec before a run spends anything (nothing is loaded)."""
+    known = {_ALIASES.get(s, s) for s in embedder_specs(catalog)}
+    if _ALIASES.get(spec.strip(), spec.strip()) not in known:
+        raise _unknown(spec, catalog, "not a local model nor an embedding model of the pricing catalog")
+
+
 def _unknown(spec: str, catalog: Catalog, why: str) -> ConfigError:
     return ConfigError(
         f"unknown embedding model {spec!r}: {why}; pick one of: " + ", ".join(embedder_specs(catalog)),

@@ -299,8 +299,12 @@ class Store:
         self, table: str, where: list[str], args: list[Any], limit: int, cursor: str | None
     ) -> tuple[list[str], str | None]:
         if cursor:
+            # The anchor must pass the same filters: a cursor naming another project's run is unknown here.
+            scope = "".join(f" AND {w}" for w in where)
             with self._connect() as conn:
-                anchor = conn.execute(f"SELECT created_at, id FROM {table} WHERE id = ?", (cursor,)).fetchone()
+                anchor = conn.execute(
+                    f"SELECT created_at, id FROM {table} WHERE id = ?{scope}", (cursor, *args)
+                ).fetchone()
             if anchor is None:
                 raise ConfigError(f"unknown cursor {cursor!r}", param="cursor")
             where = [*where, "(created_at, id) < (?, ?)"]
@@ -595,6 +599,19 @@ class Store:
         key_column = "key" if table == "signals" else "id"
         with self._connect() as conn:
             conn.execute(f"DELETE FROM {table} WHERE {key_column} = ?", (key,))
+
+    def claim_delivery(self, delivery_id: str, now: str, hold_until: str) -> bool:
+        """Take a due delivery for one sender (the flow and the service's dispatcher may both look).
+
+        A claim holds until ``hold_until``; a sender that died meanwhile leaves it due again then.
+        """
+        with self._connect() as conn:
+            cur = conn.execute(
+                "UPDATE deliveries SET status = 'sending', next_attempt_at = ? "
+                "WHERE id = ? AND status IN ('pending', 'sending') AND next_attempt_at <= ?",
+                (hold_until, delivery_id, now),
+            )
+            return cur.rowcount == 1
 
     def webhook_secret(self, webhook_id: str) -> str:
         """The signing secret of an endpoint (for signing only; never returned by the API after creation)."""

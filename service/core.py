@@ -194,7 +194,9 @@ def save_routing_config(
     """Validate a routing config and save it as the next version of its slug."""
     spec: RoutingConfigCreate = parse_body(RoutingConfigCreate, body)
     get_project(svc, project_id, project_ids=project_ids)
-    build_policy(spec.policy, spec.config, resolve=ref_resolver(svc.store, project_id))
+    policy = build_policy(spec.policy, spec.config, resolve=ref_resolver(svc.store, project_id), param="config")
+    for model in sorted(policy.models()):
+        svc.catalog.price(model, param=policy.param)
     return svc.store.add_routing_config(project_id, spec.slug, spec.policy, spec.config)
 
 

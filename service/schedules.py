@@ -221,9 +221,13 @@ def list_signals(
 
 
 def _signal(svc: Services, key: str, project_ids: list[str] | None) -> Signal:
-    signal = Signal.model_validate_json(svc.store.get_doc("signals", key, "signal"))
+    missing = NotFound(f"signal {key!r} does not exist", param="signal_key")
+    try:
+        signal = Signal.model_validate_json(svc.store.get_doc("signals", key, "signal"))
+    except NotFound:
+        raise missing from None
     if project_ids is not None and signal.project_id not in project_ids:
-        raise NotFound(f"signal {key!r} does not exist", param="signal_key")
+        raise missing
     return signal
 
 
@@ -317,6 +321,9 @@ def replay_delivery(
         }
     )
     scheduled_runs.save_delivery(svc.store, again)
+    hold = (now + dt.timedelta(seconds=scheduled_runs.SEND_HOLD_S)).isoformat()
+    if not svc.store.claim_delivery(again.id, now.isoformat(), hold):  # the dispatcher took it: it sends it
+        return again
     return scheduled_runs.attempt(svc.store, again, svc.settings.webhook_allow_hosts, svc.settings.webhook_backoff_s)
 
 

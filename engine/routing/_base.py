@@ -99,13 +99,13 @@ def build_policy(
     name: str, config: Mapping[str, Any] | None, *, param: str = "candidateConfig", resolve: RefResolver | None = None
 ) -> Policy:
     """Validate ``config`` for policy ``name`` and build it; ``ConfigError`` names the field."""
+    name_param = {"candidateConfig": "candidatePolicy", "config": "policy"}.get(param, param)
     if name in _REFUSED:
-        raise ConfigError(_REFUSED[name], param="candidatePolicy" if param == "candidateConfig" else param)
+        raise ConfigError(_REFUSED[name], param=name_param)
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ConfigError(
-            f"unknown routing policy {name!r}; choose one of: {', '.join(policy_names())}",
-            param="candidatePolicy" if param == "candidateConfig" else param,
+            f"unknown routing policy {name!r}; choose one of: {', '.join(policy_names())}", param=name_param
         )
     if not isinstance(config, Mapping):
         raise ConfigError(f"{param} must be an object", param=param)

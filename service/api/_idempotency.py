@@ -85,9 +85,25 @@ class IdempotencyMiddleware:
             await self.app(scope, replay_receive, capture)
             keep = 200 <= seen_status[0] < 300
         finally:
-            text = b"".join(chunks).decode() if keep else None
+            text = _without_secrets(b"".join(chunks).decode()) if keep else None
             await run_in_threadpool(store.idempotency_finish, caller.id, idem, seen_status[0] if keep else None, text)
         return None
+
+
+#: Secrets shown once (a new management key, a webhook's signing secret) are not kept for replays.
+SECRET_FIELDS = {"key": "rhk_", "secret": "whsec_"}
+REDACTED = "redacted: shown only in the first answer"
+
+
+def _without_secrets(text: str) -> str:
+    answer = json.loads(text)
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if isinstance(data, dict):
+        for name, prefix in SECRET_FIELDS.items():
+            if isinstance(data.get(name), str) and data[name].startswith(prefix):
+                data[name] = REDACTED
+        return json.dumps(answer)
+    return text
 
 
 def _canonical(body: bytes) -> bytes:
