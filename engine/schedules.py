@@ -24,12 +24,12 @@ def check_cron(expr: str) -> str:
     """A 5-field UTC cron expression, normalised; ``ValueError`` says what is wrong."""
     fields = expr.split()
     if len(fields) != 5:
-        raise ValueError(f"cronExpression must have 5 fields (minute hour day month weekday), got {len(fields)}")
+        raise ValueError(f"a cron expression has 5 fields (minute hour day month weekday), got {len(fields)}")
     normalised = " ".join(fields)
     try:
         CronSim(normalised, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     except CronSimError as exc:
-        raise ValueError(f"cronExpression {expr!r} is not a valid cron expression: {exc}") from None
+        raise ValueError(f"{expr!r} is not a valid cron expression: {exc}") from None
     return normalised
 
 

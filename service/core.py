@@ -519,11 +519,15 @@ def submit_judge_run(
     return svc.store.get_judge_run(run.id)
 
 
-def get_judge_run(svc: Services, run_id: str, *, project_ids: list[str] | None = None) -> JudgeRun:
-    """One judge run; another project's run is ``NotFound``."""
+def get_judge_run(
+    svc: Services, run_id: str, *, project_ids: list[str] | None = None, experiment_id: str | None = None
+) -> JudgeRun:
+    """One judge run; another project's run is ``NotFound``, and so is one of another experiment than given."""
     run = svc.store.get_judge_run(run_id)
     if project_ids is not None and run.project_id not in project_ids:
         raise NotFound(f"judge run {run_id!r} does not exist", param="id")
+    if experiment_id is not None and run.experiment_id != experiment_id:
+        raise NotFound(f"experiment {experiment_id!r} has no judge run {run_id!r}", param="judgeRunId")
     return run
 
 

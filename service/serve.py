@@ -117,8 +117,34 @@ def prefect_api(home: Path) -> Iterator[tuple[str, EmbeddedPrefect | None]]:
         return
     server = EmbeddedPrefect(home / "prefect").start()
     os.environ["PREFECT_API_URL"] = server.api_url
+    address = _address_file(home)
+    address.write_text(server.api_url + "\n")
     try:
         yield server.api_url, server
     finally:
+        address.unlink(missing_ok=True)
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
+
+
+def _address_file(home: Path) -> Path:
+    return home / "prefect" / "api-url"
+
+
+def discover_prefect_api(home: Path) -> str | None:
+    """``PREFECT_API_URL``, or else the embedded Prefect server of a ``rehearsal serve`` running on this home.
+
+    Sets ``PREFECT_API_URL`` when it finds one that answers; call it before anything imports ``prefect``.
+    """
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        return configured
+    try:
+        url = _address_file(home).read_text().strip()
+        healthy = httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except (OSError, httpx.HTTPError):
+        return None
+    if healthy:
+        os.environ["PREFECT_API_URL"] = url
+        return url
+    return None

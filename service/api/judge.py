@@ -6,7 +6,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from engine.errors import NotFound
 from engine.schema import JudgeCreate, JudgePreflight, JudgeRun, VerdictRow
 from service import core
 from service.api._deps import Launch, Scope, Svc
@@ -18,10 +17,7 @@ RunId = Annotated[str, Path(description="The judge run's id (jr_…).")]
 
 
 def _run(svc: Svc, experiment_id: str, run_id: str, scope: list[str] | None) -> JudgeRun:
-    run = core.get_judge_run(svc, run_id, project_ids=scope)
-    if run.experiment_id != experiment_id:
-        raise NotFound(f"experiment {experiment_id!r} has no judge run {run_id!r}", param="judgeRunId")
-    return run
+    return core.get_judge_run(svc, run_id, project_ids=scope, experiment_id=experiment_id)
 
 
 @router.post("", status_code=201, response_model=Data[JudgeRun])

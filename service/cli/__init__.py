@@ -14,6 +14,7 @@ from service.cli._common import err, services
 from service.cli._schedule import schedule_app, signals_app, webhooks_app
 from service.cli._serve import keys_app, serve
 from service.cli._sim import sim_provider
+from service.mcp_server import command as mcp_command
 
 app = typer.Typer(
     name="rehearsal",
@@ -32,6 +33,7 @@ app.add_typer(schedule_app, name="schedule")
 app.add_typer(signals_app, name="signals")
 app.add_typer(webhooks_app, name="webhooks")
 app.command("serve")(serve)
+app.command("mcp")(mcp_command)
 
 _state = {"debug": False}
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.errors import ConfigError, NotFound
+from engine.errors import ConfigError
 from engine.schema import JudgePreflight, JudgeRun
 from service import core
 from service.cli._common import JsonOpt, ServerOpt, emit, emit_page, out, print_json, remote, services, validated
@@ -59,8 +59,8 @@ def _experiment_of(run_id: str, experiment_id: str | None, server: str | None) -
             "--experiment is required with --server: judge runs live under their experiment's path",
             param="--experiment",
         )
-    if not server and experiment_id and core.get_judge_run(services(), run_id).experiment_id != experiment_id:
-        raise NotFound(f"experiment {experiment_id!r} has no judge run {run_id!r}", param="judgeRunId")
+    if not server and experiment_id:
+        core.get_judge_run(services(), run_id, experiment_id=experiment_id)
     return experiment_id
 
 

@@ -6,7 +6,6 @@ names (the one ``rehearsal serve`` runs); their fires run on that runner.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ from engine.webhooks import DEFAULT_TOLERANCE_S, verify
 from service import schedules
 from service.cli._common import JsonOpt, ServerOpt, out, print_json, remote, services
 from service.cli._experiments import read_spec
+from service.serve import discover_prefect_api
 
 schedule_app = typer.Typer(help="Experiments on a cron, with verdicts (Prefect deployments).", no_args_is_help=True)
 signals_app = typer.Typer(help="Alerts raised by failing scheduled runs.", no_args_is_help=True)
@@ -33,10 +33,10 @@ class Local:
 
     def __init__(self, needs_prefect: bool) -> None:
         self.svc = services()
-        if needs_prefect and not os.environ.get("PREFECT_API_URL"):
+        if needs_prefect and discover_prefect_api(self.svc.settings.home) is None:
             raise ConfigError(
-                "schedules live on a Prefect server: set PREFECT_API_URL to the one `rehearsal serve` runs "
-                "(http://127.0.0.1:PORT/api), or pass --server",
+                "schedules live on a Prefect server: start `rehearsal serve` on this REHEARSAL_HOME (it is found "
+                "by itself), set PREFECT_API_URL to your Prefect server's API, or pass --server",
                 param="PREFECT_API_URL",
             )
         self.scheduler: Any = None
