@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 import typer
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
-from pydantic_core import to_jsonable_python
 
 from engine.errors import ConfigError, RehearsalError, Unauthorized
 from engine.results import SORTS
@@ -48,8 +47,9 @@ from engine.schema import (
 )
 from engine.settings import get_settings
 from engine.similarity import Histogram
-from service import core, schedules
+from service import core
 from service.client import KEY_ENV, UNFINISHED, RestClient
+from service.local_api import LocalApi
 from service.serve import discover_prefect_api
 
 if TYPE_CHECKING:
@@ -121,13 +121,6 @@ STARTS_RUN = ToolAnnotations(read_only_hint=False, destructive_hint=False, idemp
 CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 ENDS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
 
-NO_PREFECT = (
-    "runs and schedules execute on the Prefect server of `rehearsal serve`: start `rehearsal serve` on the same "
-    "REHEARSAL_HOME (its Prefect server is then found by itself), set PREFECT_API_URL to your Prefect server's API, "
-    "or start the MCP server with --server URL to go through the REST API. Reading experiments and estimating costs "
-    "work without it."
-)
-
 
 class PageOf(BaseModel, Generic[T]):
     """A page of objects, as the REST API answers lists; pass ``next_cursor`` as ``cursor`` for the next one."""
@@ -142,167 +135,6 @@ class Promotion(BaseModel):
 
     experiment: Experiment
     routing_config: RoutingConfigVersion
-
-
-# the local API: the service layer under the key's scope --------------------------------------
-class LocalApi:
-    """``RestClient``'s calls, made here: the service functions the REST routes call, with the key's scope."""
-
-    def __init__(self, svc: core.Services, key: str) -> None:
-        self.svc = svc
-        self.key = key
-        self._launcher: core.Launcher | None = None
-        self._scheduler: core.Scheduler | None = None
-
-    def scope(self) -> list[str] | None:
-        """The key's project ids (``None``: every project), checked again on every call."""
-        key = self.svc.store.authenticate(self.key)
-        if key is None:
-            raise Unauthorized(f"the management key in {KEY_ENV} is unknown or was revoked")
-        return None if key.all_projects else key.project_ids
-
-    def launcher(self) -> core.Launcher:
-        """Starts runs as Prefect flow runs (needs ``PREFECT_API_URL``)."""
-        if self._launcher is None:
-            _need_prefect()
-            from flows.launch import PrefectLauncher
-
-            self._launcher = PrefectLauncher()
-        return self._launcher
-
-    def scheduler(self) -> core.Scheduler:
-        """Where schedules live (needs ``PREFECT_API_URL``)."""
-        if self._scheduler is None:
-            _need_prefect()
-            from flows.scheduling import PrefectScheduler
-
-            self._scheduler = PrefectScheduler()
-        return self._scheduler
-
-    # experiments
-    def create_experiment(self, body: Any) -> Any:
-        """``POST /experiments``."""
-        return _json(core.submit_experiment(self.svc, body, self.launcher(), project_ids=self.scope()))
-
-    def preflight_experiment(self, body: Any) -> Any:
-        """``POST /experiments/preflight``."""
-        return _json(core.preflight_experiment(self.svc, body, project_ids=self.scope()))
-
-    def list_experiments(
-        self, *, project_id: str | None = None, status: str | None = None, limit: int = 20, cursor: str | None = None
-    ) -> Page:
-        """``GET /experiments``."""
-        items, next_cursor = core.list_experiments(
-            self.svc, project_ids=self.scope(), project_id=project_id, status=status, limit=limit, cursor=cursor
-        )
-        return _json(items), next_cursor
-
-    def get_experiment(self, experiment_id: str) -> Any:
-        """``GET /experiments/{id}``."""
-        return _json(core.get_experiment(self.svc, experiment_id, project_ids=self.scope()))
-
-    def experiment_results(self, experiment_id: str, **query: Any) -> Page:
-        """``GET /experiments/{id}/results``."""
-        rows, next_cursor = core.experiment_results(self.svc, experiment_id, project_ids=self.scope(), **query)
-        return _json(rows), next_cursor
-
-    def experiment_pair(self, experiment_id: str, request_id: str) -> Any:
-        """``GET /experiments/{id}/results/{request_id}``."""
-        return _json(core.experiment_pair(self.svc, experiment_id, request_id, project_ids=self.scope()))
-
-    def experiment_histogram(self, experiment_id: str, *, threshold: float = 0.85) -> Any:
-        """``GET /experiments/{id}/similarity-histogram``."""
-        return _json(core.experiment_histogram(self.svc, experiment_id, threshold=threshold, project_ids=self.scope()))
-
-    def cancel_experiment(self, experiment_id: str) -> Any:
-        """``POST /experiments/{id}/cancel``."""
-        return _json(core.cancel_experiment(self.svc, experiment_id, project_ids=self.scope()))
-
-    def promote_experiment(self, experiment_id: str) -> Any:
-        """``POST /experiments/{id}/promote``."""
-        experiment, version = core.promote_experiment(self.svc, experiment_id, project_ids=self.scope())
-        return _json({"experiment": experiment, "routing_config": version})
-
-    # judge runs
-    def _judge_run(self, experiment_id: str, run_id: str, scope: list[str] | None) -> JudgeRun:
-        return core.get_judge_run(self.svc, run_id, project_ids=scope, experiment_id=experiment_id)
-
-    def preflight_judge(self, experiment_id: str, body: Any) -> Any:
-        """``POST /experiments/{id}/judge/preflight``."""
-        return _json(core.preflight_judge(self.svc, experiment_id, body, project_ids=self.scope()))
-
-    def create_judge_run(self, experiment_id: str, body: Any) -> Any:
-        """``POST /experiments/{id}/judge``."""
-        launcher = self.launcher()
-        return _json(core.submit_judge_run(self.svc, experiment_id, body, launcher, project_ids=self.scope()))
-
-    def list_judge_runs(self, experiment_id: str, *, limit: int = 20, cursor: str | None = None) -> Page:
-        """``GET /experiments/{id}/judge``."""
-        runs, next_cursor = core.list_judge_runs(
-            self.svc, experiment_id, project_ids=self.scope(), limit=limit, cursor=cursor
-        )
-        return _json(runs), next_cursor
-
-    def get_judge_run(self, experiment_id: str, run_id: str) -> Any:
-        """``GET /experiments/{id}/judge/{run_id}``."""
-        return _json(self._judge_run(experiment_id, run_id, self.scope()))
-
-    def judge_results(self, experiment_id: str, run_id: str, **query: Any) -> Page:
-        """``GET /experiments/{id}/judge/{run_id}/results``."""
-        scope = self.scope()
-        run = self._judge_run(experiment_id, run_id, scope)
-        rows, next_cursor = core.judge_results(self.svc, run.id, project_ids=scope, **query)
-        return _json(rows), next_cursor
-
-    def cancel_judge_run(self, experiment_id: str, run_id: str) -> Any:
-        """``POST /experiments/{id}/judge/{run_id}/cancel``."""
-        scope = self.scope()
-        run = self._judge_run(experiment_id, run_id, scope)
-        return _json(core.cancel_judge_run(self.svc, run.id, project_ids=scope))
-
-    # scheduled experiments
-    def create_schedule(self, body: Any) -> Any:
-        """``POST /scheduled_experiments``."""
-        return _json(schedules.create_schedule(self.svc, body, self.scheduler(), project_ids=self.scope()))
-
-    def list_schedules(self, *, project_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-        """``GET /scheduled_experiments``."""
-        found = schedules.list_schedules(
-            self.svc, self.scheduler(), project_ids=self.scope(), project_id=project_id, status=status
-        )
-        return list(_json(found))
-
-    def get_schedule(self, schedule_id: str) -> Any:
-        """``GET /scheduled_experiments/{id}``."""
-        return _json(schedules.get_schedule(self.svc, schedule_id, self.scheduler(), project_ids=self.scope()))
-
-    def update_schedule(self, schedule_id: str, body: Any) -> Any:
-        """``PATCH /scheduled_experiments/{id}``."""
-        scheduler = self.scheduler()
-        return _json(schedules.update_schedule(self.svc, schedule_id, body, scheduler, project_ids=self.scope()))
-
-    def delete_schedule(self, schedule_id: str) -> Any:
-        """``DELETE /scheduled_experiments/{id}``."""
-        return _json(schedules.delete_schedule(self.svc, schedule_id, self.scheduler(), project_ids=self.scope()))
-
-    def schedule_action(self, schedule_id: str, action: str) -> Any:
-        """``POST /scheduled_experiments/{id}/pause|resume|run_now``."""
-        call = {
-            "pause": schedules.pause_schedule,
-            "resume": schedules.resume_schedule,
-            "run_now": schedules.run_schedule_now,
-        }[action]
-        return _json(call(self.svc, schedule_id, self.scheduler(), project_ids=self.scope()))
-
-
-def _need_prefect() -> None:
-    if not os.environ.get("PREFECT_API_URL"):
-        raise ConfigError(NO_PREFECT, param="PREFECT_API_URL")
-
-
-def _json(obj: Any) -> Any:
-    """``obj`` as the REST API writes it (models by their aliases, datetimes as ISO strings)."""
-    return to_jsonable_python(obj)
 
 
 Api = LocalApi | RestClient

@@ -14,12 +14,10 @@ import typer
 from pydantic_core import to_jsonable_python
 from rich.table import Table
 
-from engine.errors import ConfigError
 from engine.webhooks import DEFAULT_TOLERANCE_S, verify
-from service import schedules
 from service.cli._common import JsonOpt, ServerOpt, out, print_json, remote, services
 from service.cli._experiments import read_spec
-from service.serve import discover_prefect_api
+from service.local_api import LocalApi
 
 schedule_app = typer.Typer(help="Experiments on a cron, with verdicts (Prefect deployments).", no_args_is_help=True)
 signals_app = typer.Typer(help="Alerts raised by failing scheduled runs.", no_args_is_help=True)
@@ -28,81 +26,9 @@ webhooks_app = typer.Typer(help="Signed event deliveries to your endpoints.", no
 ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project.")]
 
 
-class Local:
-    """The same calls as ``RestClient``'s, made here against the store and (for schedules) Prefect."""
-
-    def __init__(self, needs_prefect: bool) -> None:
-        self.svc = services()
-        if needs_prefect and discover_prefect_api(self.svc.settings.home) is None:
-            raise ConfigError(
-                "schedules live on a Prefect server: start `rehearsal serve` on this REHEARSAL_HOME (it is found "
-                "by itself), set PREFECT_API_URL to your Prefect server's API, or pass --server",
-                param="PREFECT_API_URL",
-            )
-        self.scheduler: Any = None
-        if needs_prefect:
-            from flows.scheduling import PrefectScheduler
-
-            self.scheduler = PrefectScheduler()
-
-    def __enter__(self) -> Local:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-    def create_schedule(self, body: Any) -> Any:
-        return schedules.create_schedule(self.svc, body, self.scheduler)
-
-    def list_schedules(self, *, project_id: str | None = None, status: str | None = None) -> Any:
-        return schedules.list_schedules(self.svc, self.scheduler, project_id=project_id, status=status)
-
-    def get_schedule(self, schedule_id: str) -> Any:
-        return schedules.get_schedule(self.svc, schedule_id, self.scheduler)
-
-    def update_schedule(self, schedule_id: str, body: Any) -> Any:
-        return schedules.update_schedule(self.svc, schedule_id, body, self.scheduler)
-
-    def delete_schedule(self, schedule_id: str) -> Any:
-        return schedules.delete_schedule(self.svc, schedule_id, self.scheduler)
-
-    def schedule_action(self, schedule_id: str, action: str) -> Any:
-        call = {
-            "pause": schedules.pause_schedule,
-            "resume": schedules.resume_schedule,
-            "run_now": schedules.run_schedule_now,
-        }[action]
-        return call(self.svc, schedule_id, self.scheduler)
-
-    def schedule_runs(self, schedule_id: str) -> Any:
-        return schedules.schedule_runs(self.svc, schedule_id)
-
-    def list_signals(self, *, project_id: str | None = None, state: str = "open") -> Any:
-        return schedules.list_signals(self.svc, project_id=project_id, state=state)
-
-    def signal_action(self, key: str, action: str, body: Any = None) -> Any:
-        if action == "dismiss":
-            return schedules.dismiss_signal(self.svc, key)
-        return schedules.snooze_signal(self.svc, key, body)
-
-    def create_webhook(self, body: Any) -> Any:
-        return schedules.create_webhook(self.svc, body)
-
-    def list_webhooks(self, *, project_id: str | None = None) -> Any:
-        return schedules.list_webhooks(self.svc, project_id=project_id)
-
-    def delete_webhook(self, webhook_id: str) -> Any:
-        return schedules.delete_webhook(self.svc, webhook_id)
-
-    def list_deliveries(self, webhook_id: str) -> Any:
-        return schedules.list_deliveries(self.svc, webhook_id)
-
-    def replay_delivery(self, webhook_id: str, delivery_id: str) -> Any:
-        return schedules.replay_delivery(self.svc, webhook_id, delivery_id)
-
-
-def _api(server: str | None, *, needs_prefect: bool = False) -> Any:
-    return remote(server) if server else Local(needs_prefect)
+def _api(server: str | None) -> Any:
+    """The REST API at ``server``, or the same calls made here (the local operator sees every project)."""
+    return remote(server) if server else LocalApi(services())
 
 
 def _show(obj: Any, json_: bool, columns: list[str], title: str | None = None) -> None:
@@ -136,7 +62,7 @@ def schedule_create(
     json_: JsonOpt = False,
 ) -> None:
     """Create a scheduled experiment (a Prefect deployment with its cron); it fires once at once."""
-    with _api(server, needs_prefect=True) as api:
+    with _api(server) as api:
         created = to_jsonable_python(api.create_schedule(read_spec(spec)))
     _show(created, json_, SCHEDULE_COLUMNS)
     if not json_:
@@ -153,14 +79,14 @@ def schedule_list(
     json_: JsonOpt = False,
 ) -> None:
     """List scheduled experiments (cron and pause state as Prefect has them)."""
-    with _api(server, needs_prefect=True) as api:
+    with _api(server) as api:
         _show(api.list_schedules(project_id=project, status=status), json_, SCHEDULE_COLUMNS)
 
 
 @schedule_app.command("show")
 def schedule_show(schedule_id: str, server: ServerOpt = None, json_: JsonOpt = False) -> None:
     """Show a schedule and its recent runs with their verdicts."""
-    with _api(server, needs_prefect=True) as api:
+    with _api(server) as api:
         schedule = api.get_schedule(schedule_id)
         runs = [] if json_ else api.schedule_runs(schedule_id)
     _show(schedule, json_, SCHEDULE_COLUMNS)
@@ -176,20 +102,20 @@ def schedule_update(
     json_: JsonOpt = False,
 ) -> None:
     """Change cron, window, success criteria, rubric, … (only the fields in SPEC)."""
-    with _api(server, needs_prefect=True) as api:
+    with _api(server) as api:
         _show(api.update_schedule(schedule_id, read_spec(spec)), json_, SCHEDULE_COLUMNS)
 
 
 @schedule_app.command("delete")
 def schedule_delete(schedule_id: str, server: ServerOpt = None, json_: JsonOpt = False) -> None:
     """Delete a schedule and its deployment (its past runs stay)."""
-    with _api(server, needs_prefect=True) as api:
+    with _api(server) as api:
         _show(api.delete_schedule(schedule_id), json_, ["id", "name"], title="deleted")
 
 
 def _action(action: str, help_text: str) -> None:
     def command(schedule_id: str, server: ServerOpt = None, json_: JsonOpt = False) -> None:
-        with _api(server, needs_prefect=True) as api:
+        with _api(server) as api:
             answer = api.schedule_action(schedule_id, action)
         columns = ["id", "status", "window_start", "window_end"] if action == "run_now" else SCHEDULE_COLUMNS
         _show(answer, json_, columns)
