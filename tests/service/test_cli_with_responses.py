@@ -9,14 +9,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from engine.providers._sim import SimConfig, SimProfile, SimServer
+from engine.providers._sim import SimServer
 from tests.conftest import STORE_END
 
 SPEC = {
@@ -30,34 +28,6 @@ SPEC = {
     "sample": {"size": 1000, "method": "random"},
     "spendCapUsd": 5,
 }
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimServer]:
-    # Real time, but quick: ~0.1 s a call, so a run of a few hundred pairs takes seconds.
-    config = SimConfig(models={"gpt-4o-mini": SimProfile(ttft_ms=80, output_tokens_per_s=5000)}, time_scale=1)
-    with SimServer(config, call_log=tmp_path / "calls.jsonl") as server:
-        yield server
-
-
-@pytest.fixture
-def env(tmp_path: Path, log_store: Path, sim: SimServer) -> dict[str, str]:
-    credentials = tmp_path / "credentials.yaml"
-    credentials.write_text(f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{sim.base_url}'}}\n")
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "REHEARSAL_HOME": str(tmp_path / "home"),
-        "REHEARSAL_LOGS": str(log_store),
-        "REHEARSAL_CREDENTIALS": str(credentials),
-        "REHEARSAL_SAMPLE_MIN": "1",
-        "REHEARSAL_RETRY_BACKOFF_S": "0",
-        "REHEARSAL_WORKERS": "1",
-        "REHEARSAL_CONCURRENCY": "4",
-        "HF_HUB_OFFLINE": "1",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_AUTH_MODE": "disabled",
-    }
 
 
 def cli(env: dict[str, str], *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:

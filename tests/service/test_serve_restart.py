@@ -9,43 +9,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from engine.providers._sim import SimConfig, SimProfile, SimServer
+from engine.providers._sim import SimServer
 from service.serve import free_port
 from tests.conftest import STORE_END
 
 PROJECT = "demo"
 
 
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimServer]:
-    config = SimConfig(models={"gpt-4o-mini": SimProfile(ttft_ms=150, output_tokens_per_s=5000)}, time_scale=1)
-    with SimServer(config, call_log=tmp_path / "calls.jsonl") as server:
-        yield server
-
-
-@pytest.fixture
-def env(tmp_path: Path, log_store: Path, sim: SimServer) -> dict[str, str]:
-    credentials = tmp_path / "credentials.yaml"
-    credentials.write_text(f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{sim.base_url}'}}\n")
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "REHEARSAL_HOME": str(tmp_path / "home"),
-        "REHEARSAL_LOGS": str(log_store),
-        "REHEARSAL_CREDENTIALS": str(credentials),
-        "REHEARSAL_SAMPLE_MIN": "1",
-        "REHEARSAL_RETRY_BACKOFF_S": "0",
-        "REHEARSAL_WORKERS": "1",
-        "REHEARSAL_CONCURRENCY": "4",
-    }
-    return env
+SIM_TTFT_MS = 150  # slow enough to stop `serve` in the middle of a run
 
 
 class Serve:
