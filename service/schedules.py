@@ -163,24 +163,27 @@ def delete_schedule(
     return schedule.model_copy(update={"status": "paused", "next_run_at": None})
 
 
+def _set_paused(
+    svc: Services, schedule_id: str, scheduler: Scheduler, project_ids: list[str] | None, paused: bool
+) -> ScheduledExperiment:
+    schedule = _stored(svc, schedule_id, project_ids)
+    if schedule.deployment_id:
+        _orchestrator(scheduler.pause if paused else scheduler.resume, schedule.deployment_id)
+    return _live(schedule, scheduler)
+
+
 def pause_schedule(
     svc: Services, schedule_id: str, scheduler: Scheduler, *, project_ids: list[str] | None = None
 ) -> ScheduledExperiment:
     """Skip future fires (history is kept)."""
-    schedule = _stored(svc, schedule_id, project_ids)
-    if schedule.deployment_id:
-        _orchestrator(scheduler.pause, schedule.deployment_id)
-    return _live(schedule, scheduler)
+    return _set_paused(svc, schedule_id, scheduler, project_ids, paused=True)
 
 
 def resume_schedule(
     svc: Services, schedule_id: str, scheduler: Scheduler, *, project_ids: list[str] | None = None
 ) -> ScheduledExperiment:
     """Fire on the cron again."""
-    schedule = _stored(svc, schedule_id, project_ids)
-    if schedule.deployment_id:
-        _orchestrator(scheduler.resume, schedule.deployment_id)
-    return _live(schedule, scheduler)
+    return _set_paused(svc, schedule_id, scheduler, project_ids, paused=False)
 
 
 def run_schedule_now(
