@@ -6,8 +6,10 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from service.api import (
     credentials,
@@ -46,6 +48,24 @@ def _dispatch(services: Services, stop: threading.Event) -> None:
             log.exception("webhook dispatch failed; retrying")
 
 
+def _document_errors_as_answered(app: FastAPI) -> None:
+    """Validation errors answer 400 with the error shape (documented per router), never FastAPI's 422."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(services: Services, launcher: Launcher, scheduler: Scheduler | None = None) -> FastAPI:
     """The API over ``services``; runs start through ``launcher``, schedules live in ``scheduler`` (Prefect).
 
@@ -79,7 +99,12 @@ def create_app(services: Services, launcher: Launcher, scheduler: Scheduler | No
         webhooks,
     ):
         app.include_router(module.router)
+    from service.web import STATIC_DIR, router  # here: service.web builds on service.api's dependencies
+
+    app.include_router(router)  # the dashboard's pages under /
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(IdempotencyMiddleware, store=lambda: services.store)
+    _document_errors_as_answered(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

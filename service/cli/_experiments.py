@@ -278,9 +278,38 @@ def list_(
     emit_page(items, next_cursor, json_, validated(Experiment, experiment_list))
 
 
+#: Where ``show --open`` points without ``--server`` / ``REHEARSAL_SERVER``: ``rehearsal serve``'s default address.
+DASHBOARD_DEFAULT = "http://127.0.0.1:8000"
+OpenOpt = Annotated[
+    bool,
+    typer.Option(
+        "--open",
+        help="Print the experiment's dashboard URL (base: --server, else "
+        f"{DASHBOARD_DEFAULT}) and open it in a browser when there is a display.",
+    ),
+]
+
+
 @app.command()
-def show(experiment_id: str, server: ServerOpt = None, json_: JsonOpt = False) -> None:
-    """Show one experiment."""
+def show(experiment_id: str, server: ServerOpt = None, json_: JsonOpt = False, open_: OpenOpt = False) -> None:
+    """Show one experiment (``--open``: its page on the dashboard)."""
+    if open_:
+        # Imported here: only this option needs them. The URL is printed even when a browser opens, for SSH sessions.
+        import os
+        import sys
+        import webbrowser
+        from urllib.parse import quote
+
+        if json_:
+            raise ConfigError("--open prints the dashboard URL; it does not combine with --json", param="--open")
+        url = f"{(server or DASHBOARD_DEFAULT).rstrip('/')}/experiments/{quote(experiment_id, safe='')}"
+        out.print(url, soft_wrap=True)
+        # Without a display, webbrowser would fall back to a text browser in this terminal: print only.
+        if sys.platform in ("darwin", "win32") or any(
+            os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")
+        ):
+            webbrowser.open(url)
+        return
     experiment: Any
     if server:
         with remote(server) as api:
