@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_AUTH_MODE := disabled
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint browser bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,7 +31,17 @@ lint: install
 	$(VENV)/bin/ruff format --check engine flows service tests benchmarks
 	$(VENV)/bin/mypy engine flows service
 
-test: lint
+# The dashboard's browser tests drive Debian's Chromium; without it (and without root to install it) they skip.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the dashboard's browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "no /usr/bin/chromium: the dashboard's browser tests will be skipped (apt-get install chromium)"; \
+	  fi; }
+
+test: lint browser
 	$(VENV)/bin/pytest
 
 bench: install

@@ -97,6 +97,7 @@ def serve(
             base = f"http://{host}:{port}"
             err.print(f"API        {base}/manage/v1  (key: rehearsal keys create --project ID)", soft_wrap=True)
             err.print(f"API docs   {base}/docs", soft_wrap=True)
+            err.print(f"Dashboard  {base}/  (sign in with a management key)", soft_wrap=True)
             err.print(f"Prefect UI {ui}{'' if embedded else '  (external server)'}", soft_wrap=True)
             uvicorn.run(create_app(svc, launcher, scheduler), host=host, port=port, log_level="warning")
         finally:
