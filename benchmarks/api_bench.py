@@ -81,7 +81,7 @@ from rich.table import Table
 from engine.logs import write_partitioned
 from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer
 from engine.results import PAIR_SCHEMA, PairStore
-from engine.schema import Deltas, ExperimentCreate, Progress, SimilaritySummary, Summary
+from engine.schema import Deltas, ExperimentCreate, Progress, Summary
 from engine.settings import Settings
 from engine.similarity import histogram
 from engine.synth import generate
@@ -231,14 +231,7 @@ def completed_with_responses(svc: core.Services, pairs: int) -> str:
                 error_rate_delta_pct=None,
             ),
             "embedding_model": "all-MiniLM-L6-v2",
-            "similarity_summary": SimilaritySummary(
-                mean_similarity=hist.mean_similarity,
-                scored_count=hist.scored_count,
-                unscored_count=hist.unscored_count,
-                threshold=hist.threshold,
-                agreement=hist.agreement,
-                headline=hist.headline,
-            ),
+            "similarity_summary": hist.summary(),
             "started_at": experiment.created_at,
             "completed_at": experiment.created_at + dt.timedelta(minutes=12),
         }

@@ -45,7 +45,6 @@ from engine.schema import (
     PreflightEstimate,
     Progress,
     Project,
-    SimilaritySummary,
     Summary,
 )
 from engine.settings import Settings
@@ -477,14 +476,7 @@ def _finish(
             "deltas": change,
             "notes": notes,
             "embedding_model": embedder.name,
-            "similarity_summary": SimilaritySummary(
-                mean_similarity=hist.mean_similarity,
-                scored_count=hist.scored_count,
-                unscored_count=hist.unscored_count,
-                threshold=hist.threshold,
-                agreement=hist.agreement,
-                headline=hist.headline,
-            ),
+            "similarity_summary": hist.summary(),
             "completed_at": utcnow(),
         }
     )

@@ -16,7 +16,7 @@ import polars as pl
 
 from engine import execution
 from engine.criteria import Verdict, breaches, evaluate
-from engine.errors import EmptyWindowError, RehearsalError
+from engine.errors import EmptyWindowError, NotFound, RehearsalError
 from engine.experiment import new_experiment
 from engine.results import PairStore
 from engine.runs import RunContext
@@ -169,7 +169,7 @@ def _update_signal(store: Store, schedule: ScheduledExperiment, experiment: Expe
     now = utcnow()
     try:
         signal: Signal | None = Signal.model_validate_json(store.get_doc("signals", key, "signal"))
-    except RehearsalError:
+    except NotFound:
         signal = None
     if verdict.verdict == "pass":
         if signal is not None and signal.state == "open":

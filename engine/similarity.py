@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from engine.errors import ConfigError, ProviderError, RehearsalError
 from engine.pricing import Catalog
+from engine.schema import SimilaritySummary
 
 if TYPE_CHECKING:
     import openai
@@ -492,6 +493,10 @@ class Histogram(BaseModel):
     threshold: float = Field(ge=0, le=1, description="Similarity at or above which a pair agrees.")
     agreement: float | None = Field(description="Share of scored pairs at or above the threshold; null when none.")
     headline: str = Field(description="One sentence, e.g. '73% agreement (≥0.85) over 1,000 scored pairs'.")
+
+    def summary(self) -> SimilaritySummary:
+        """The headline numbers an experiment keeps (everything but the buckets)."""
+        return SimilaritySummary.model_validate(self.model_dump(exclude={"buckets"}))
 
 
 def _check_unit(value: float, param: str) -> float:

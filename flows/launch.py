@@ -20,6 +20,7 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.runner import Runner
 
 from flows.runs import experiment_flow, judge_flow
+from flows.scheduling import scheduled_deployment_ids
 
 log = logging.getLogger("rehearsal.runner")
 
@@ -106,8 +107,6 @@ class RunnerThread:
         """
         while True:
             try:
-                from flows.scheduling import scheduled_deployment_ids
-
                 for deployment_id, name in (await scheduled_deployment_ids()).items():
                     self.runner._deployment_registry.register_deployment(deployment_id, name)
             except Exception as exc:  # the server may be briefly unreachable; try again next round

@@ -20,9 +20,10 @@ EXPERIMENT_FLOW = "rehearsal-experiment"
 JUDGE_FLOW = "rehearsal-judge-run"
 
 
-def _progress_logger(
+def progress_logger(
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> Callable[[int, int, float], None]:
+    """A progress callback that logs a run's progress each tenth of the way."""
     last = [-1]
 
     def report(done: int, total: int, spent: float) -> None:
@@ -36,7 +37,7 @@ def _progress_logger(
 
 def _context() -> RunContext:
     # Settings come from the environment the runner passes to its flow-run processes.
-    return execution.context_for(Settings(), _progress_logger(get_run_logger()))
+    return execution.context_for(Settings(), progress_logger(get_run_logger()))
 
 
 def _outcome(kind: str, run_id: str, status: str, reason: str | None) -> str:

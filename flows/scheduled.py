@@ -13,7 +13,7 @@ from prefect.runtime import flow_run
 
 from engine import execution, scheduled_runs
 from engine.settings import Settings
-from flows.runs import _progress_logger
+from flows.runs import progress_logger
 
 SCHEDULED_FLOW = "rehearsal-scheduled-experiment"
 
@@ -34,7 +34,7 @@ def start_fire(scheduled_experiment_id: str, fire_time: dt.datetime) -> str:
 @task(name="run fire", persist_result=False)
 def run_fire(scheduled_experiment_id: str, experiment_id: str) -> dict[str, object]:
     """Replay (and judge), then verdict, signal and webhooks."""
-    ctx = execution.context_for(Settings(), _progress_logger(get_run_logger()))
+    ctx = execution.context_for(Settings(), progress_logger(get_run_logger()))
     experiment = scheduled_runs.run_fire(ctx, scheduled_experiment_id, experiment_id)
     return {"status": experiment.status, "reason": experiment.status_reason, "verdict": experiment.verdict}
 

@@ -293,9 +293,13 @@ def _admit_experiment(
     return execution.admit_experiment(svc.run_context(), spec, project)
 
 
-def _launch(svc: Services, launcher: Launcher, table: str, run_id: str) -> None:
+def start_run(svc: Services, table: str, run_id: str, start: Callable[[], str]) -> None:
+    """Hand a stored run to the orchestrator (``start`` answers the flow run id) and record the flow run.
+
+    When the orchestrator refuses, the run is failed with the reason and ``Unavailable`` is raised.
+    """
     try:
-        flow_run_id = launcher.launch(table, run_id)
+        flow_run_id = start()
     except Exception as exc:
         why = f"{type(exc).__name__}: {exc}"
         svc.store.fail_run(table, run_id, f"could not be started: the orchestrator refused it ({why})")
@@ -316,7 +320,7 @@ def submit_experiment(
 ) -> Experiment:
     """Validate and store ``body`` as a queued experiment and hand it to ``launcher``; returns at once."""
     experiment, _ = _admit_experiment(svc, body, project_ids, False)
-    _launch(svc, launcher, "experiments", experiment.id)
+    start_run(svc, "experiments", experiment.id, lambda: launcher.launch("experiments", experiment.id))
     return svc.store.get_experiment(experiment.id)
 
 
@@ -352,10 +356,11 @@ def recover_runs(svc: Services, launcher: Launcher, scheduler: Scheduler | None 
             schedule_id = svc.store.get_experiment(run_id).scheduled_experiment_id
             if schedule_id is not None:
                 schedule = scheduled_runs.get_schedule(svc.store, schedule_id)
-                if schedule.deployment_id is not None:
-                    svc.store.set_flow_run(table, run_id, scheduler.run_now(schedule.deployment_id, run_id))
+                deployment_id = schedule.deployment_id
+                if deployment_id is not None:
+                    start_run(svc, table, run_id, lambda: scheduler.run_now(deployment_id, run_id))
                     return
-        _launch(svc, launcher, table, run_id)
+        start_run(svc, table, run_id, lambda: launcher.launch(table, run_id))
 
     return execution.recover(svc.store, svc.settings.run_timeout_s, relaunch)
 
@@ -515,7 +520,7 @@ def submit_judge_run(
 ) -> JudgeRun:
     """Validate and store a queued judge run and hand it to ``launcher``; returns at once."""
     run, _ = _admit_judge_run(svc, experiment_id, body, project_ids)
-    _launch(svc, launcher, "judge_runs", run.id)
+    start_run(svc, "judge_runs", run.id, lambda: launcher.launch("judge_runs", run.id))
     return svc.store.get_judge_run(run.id)
 
 

@@ -21,7 +21,7 @@ from engine.schedules import (
 from engine.schema import Experiment, ExperimentCreate, Project, parse_body
 from engine.store import new_id, utcnow
 from engine.webhooks import CreatedWebhook, Delivery, WebhookCreate, WebhookEndpoint, check_target, new_secret
-from service.core import Scheduler, Services, get_project
+from service.core import Scheduler, Services, get_project, start_run
 
 
 def _orchestrator(call: Any, *args: Any) -> Any:
@@ -50,13 +50,21 @@ def _fire(svc: Services, scheduler: Scheduler, schedule: ScheduledExperiment) ->
         svc.store,
         scheduled_runs.get_schedule(svc.store, schedule.id).model_copy(update={"last_experiment_id": experiment.id}),
     )
-    try:
-        flow_run_id = scheduler.run_now(schedule.deployment_id, experiment.id)
-    except Exception as exc:
-        svc.store.fail_run("experiments", experiment.id, f"could not be started: {type(exc).__name__}: {exc}")
-        raise Unavailable(f"the fire was stored but could not be started ({exc})") from exc
-    svc.store.set_flow_run("experiments", experiment.id, flow_run_id)
+    deployment_id = schedule.deployment_id
+    start_run(svc, "experiments", experiment.id, lambda: scheduler.run_now(deployment_id, experiment.id))
     return svc.store.get_experiment(experiment.id)
+
+
+def _project_filter(
+    svc: Services, project_ids: list[str] | None, project_id: str | None
+) -> tuple[str, tuple[str, ...]]:
+    """The SQL filter of the documents a caller may list (narrowed to ``project_id`` when given)."""
+    if project_id is not None:
+        get_project(svc, project_id, project_ids=project_ids)
+        project_ids = [project_id]
+    if project_ids is None:
+        return "", ()
+    return f"project_id IN ({','.join('?' * len(project_ids))})", tuple(project_ids)
 
 
 def _stored(svc: Services, schedule_id: str, project_ids: list[str] | None) -> ScheduledExperiment:
@@ -121,13 +129,7 @@ def list_schedules(
     status: str | None = None,
 ) -> list[ScheduledExperiment]:
     """Scheduled experiments in scope (optionally of one project, ``active`` or ``paused``), newest first."""
-    if project_id is not None:
-        get_project(svc, project_id, project_ids=project_ids)
-        project_ids = [project_id]
-    where = ""
-    args: tuple[str, ...] = ()
-    if project_ids is not None:
-        where, args = f"project_id IN ({','.join('?' * len(project_ids))})", tuple(project_ids)
+    where, args = _project_filter(svc, project_ids, project_id)
     bodies = svc.store.list_docs("scheduled_experiments", where, args, order="created_at DESC")
     schedules = [_live(ScheduledExperiment.model_validate_json(b), scheduler) for b in bodies]
     return [s for s in schedules if status is None or s.status == status]
@@ -212,13 +214,7 @@ def list_signals(
     """Signals in scope: ``open`` (default; dismissed and snoozed ones included, flagged), ``resolved`` or ``all``."""
     if state not in ("open", "resolved", "all"):
         raise ConfigError("state must be open, resolved or all", param="state")
-    if project_id is not None:
-        get_project(svc, project_id, project_ids=project_ids)
-        project_ids = [project_id]
-    where = ""
-    args: tuple[str, ...] = ()
-    if project_ids is not None:
-        where, args = f"project_id IN ({','.join('?' * len(project_ids))})", tuple(project_ids)
+    where, args = _project_filter(svc, project_ids, project_id)
     signals = [Signal.model_validate_json(b) for b in svc.store.list_docs("signals", where, args)]
     return [s for s in signals if state == "all" or s.state == state]
 
@@ -276,14 +272,8 @@ def list_webhooks(
     svc: Services, *, project_ids: list[str] | None = None, project_id: str | None = None
 ) -> list[WebhookEndpoint]:
     """Endpoints in scope (never their secrets)."""
-    if project_id is not None:
-        get_project(svc, project_id, project_ids=project_ids)
-        project_ids = [project_id]
-    return [
-        h
-        for h in (WebhookEndpoint.model_validate_json(b) for b in svc.store.list_docs("webhooks"))
-        if project_ids is None or h.project_id in project_ids
-    ]
+    where, args = _project_filter(svc, project_ids, project_id)
+    return [WebhookEndpoint.model_validate_json(b) for b in svc.store.list_docs("webhooks", where, args)]
 
 
 def delete_webhook(svc: Services, webhook_id: str, *, project_ids: list[str] | None = None) -> WebhookEndpoint:
