@@ -82,6 +82,12 @@ class Conflict(RehearsalError):
     error_type = "conflict"
 
 
+class DamagedRecord(Conflict):
+    """A stored object no longer validates (e.g. written by an older, laxer version); lists skip it."""
+
+    error_type = "damaged_record"
+
+
 class SpendCapReached(RehearsalError):
     """A call was refused because it would take spend past the run's cap."""
 

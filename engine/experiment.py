@@ -12,14 +12,19 @@ from engine.routing import Policy, RefResolver, build_policy
 from engine.schema import Experiment, ExperimentCreate, Progress
 from engine.store import Store, new_id, utcnow
 
+#: Versions count up from 1; one with more digits than this cannot exist (and would overflow SQLite's integers).
+VERSION_DIGITS = 15
+
 
 def ref_resolver(store: Store, project_id: str) -> RefResolver:
     """Resolve ``@slug`` / ``@slug:version`` against the project's saved routing configs."""
 
     def resolve(ref: str) -> tuple[str, dict[str, Any]]:
         slug, _, version = ref.partition(":")
-        if version and not version.isdigit():
-            raise ConfigError(f"'@{ref}': the version after ':' must be a number", param="candidateConfig")
+        if version and not (version.isascii() and version.isdigit()):
+            raise ConfigError(f"'@{ref[:120]}': the version after ':' must be a number", param="candidateConfig")
+        if len(slug) > 100 or len(version) > VERSION_DIGITS:
+            raise ConfigError(f"'@{ref[:120]}' names no saved routing config", param="candidateConfig")
         try:
             saved = store.get_routing_config(project_id, slug, int(version) if version else None)
         except NotFound as exc:

@@ -17,8 +17,17 @@ from engine import judge
 from engine.errors import ConfigError, Conflict
 from engine.fanout import Job, Outcome, Price
 from engine.providers import ChatCall
-from engine.results import PairStore, ResultFiles
-from engine.runs import RunContext, RunWatch, call_and_record, check_spend_cap, endpoint, final_status, suggested_cap
+from engine.results import INTERRUPTED, PairStore, ResultFiles
+from engine.runs import (
+    RunContext,
+    RunWatch,
+    call_and_record,
+    check_spend_cap,
+    endpoint,
+    final_status,
+    interrupted_note,
+    suggested_cap,
+)
 from engine.schema import Experiment, JudgeCreate, JudgePreflight, JudgeRun, Progress, Project
 from engine.similarity import bucket_of
 from engine.store import new_id, utcnow
@@ -229,10 +238,29 @@ def _call_row(outcome: Outcome, candidate_is_a: bool) -> dict[str, Any]:
     }
 
 
+def interrupted_call(call_id: str, reserved_usd: float) -> dict[str, Any]:
+    """A call row for a judge call sent but never recorded before a crash: no verdict, its reservation spent."""
+    request_id, _, n = call_id.rpartition("#")
+    return {
+        "call_id": call_id,
+        "request_id": request_id,
+        "call": int(n) if n.isdigit() else 1,
+        "candidate_is_a": None,
+        "status": "error",
+        "error_type": INTERRUPTED,
+        "winner": None,
+        "reason": None,
+        "reply": None,
+        "cost_usd": reserved_usd,
+        "input_tokens": 0,
+        "output_tokens": 0,
+    }
+
+
 def verdict_rows(calls: pl.DataFrame, pairs: pl.DataFrame, both: bool) -> list[dict[str, Any]]:
     """One verdict per judged pair from its call(s); a call that broke the contract makes a parse error."""
     by_pair: dict[str, list[dict[str, Any]]] = {}
-    for call in calls.sort("call").iter_rows(named=True):
+    for call in calls.filter(pl.col("error_type").ne_missing(INTERRUPTED)).sort("call").iter_rows(named=True):
         by_pair.setdefault(call["request_id"], []).append(call)
     rows = []
     for pair in pairs.iter_rows(named=True):
@@ -267,11 +295,24 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
     price = Price(price_entry.input_per_mtok, price_entry.cached_rate, price_entry.output_per_mtok)
     credential_id = spec.judge_credential_id or f"pc_{price_entry.provider}_default"
     calls = CallStore(ctx.settings.home, experiment.id, run.id)
+    notes = list(run.notes)
+    interrupted = calls.unsettled()
+    if interrupted:
+        # Sent before a crash, never recorded: not made again, and their reservations are spent.
+        calls.append([interrupted_call(key, usd) for key, usd in sorted(interrupted.items())])
+        notes.append(interrupted_note(interrupted, "judge calls"))
     done_calls = calls.done_ids()
-    jobs, orientation = _jobs(planned, spec, credential_id, price, done_calls | calls.started_ids())
+    jobs, orientation = _jobs(planned, spec, credential_id, price, done_calls)
     spent_before = float(calls.frame().get_column("cost_usd").sum() or 0.0)
     total = len(jobs) + len(done_calls)
-    running = run.model_copy(update={"status": "running", "started_at": run.started_at or utcnow()})
+    running = run.model_copy(
+        update={
+            "status": "running",
+            "started_at": run.started_at or utcnow(),
+            "notes": notes,
+            "spend_usd": spent_before,
+        }
+    )
     ctx.store.put_judge_run(running)
     watch = RunWatch(
         lambda: ctx.store.judge_run_status(run.id),

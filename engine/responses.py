@@ -25,7 +25,7 @@ from engine.logs import load_window
 from engine.pricing import Catalog
 from engine.providers import ChatCall
 from engine.replay import REPLAY_COLUMNS, candidate_rows, deltas
-from engine.results import PairStore
+from engine.results import INTERRUPTED, PairStore
 from engine.routing import Policy, RoutingContext
 from engine.runs import (
     AUTO_CANCEL_RATIO,
@@ -35,6 +35,7 @@ from engine.runs import (
     check_spend_cap,
     endpoint,
     final_status,
+    interrupted_note,
     suggested_cap,
 )
 from engine.schema import (
@@ -278,20 +279,20 @@ def pair_row(outcome: Outcome, base: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def interrupted_row(base: Mapping[str, Any]) -> dict[str, Any]:
-    """A results row for a pair whose call was sent but never came back before a crash."""
+def interrupted_row(base: Mapping[str, Any], reserved_usd: float) -> dict[str, Any]:
+    """A results row for a pair whose call was sent but never recorded before a crash: it costs its reservation."""
     return {
         "request_id": base["request_id"],
         "timestamp": base["timestamp"],
         "baseline_model": base["model"],
         "candidate_model": base["route_model"],
         "baseline_cost_usd": base["cost_usd"],
-        "candidate_cost_usd": 0.0,
-        "cost_delta_usd": -base["cost_usd"],
+        "candidate_cost_usd": reserved_usd,
+        "cost_delta_usd": reserved_usd - base["cost_usd"],
         "baseline_latency_ms": base["latency_ms"],
         "candidate_latency_ms": None,
         "candidate_status": "error",
-        "error_type": "interrupted",
+        "error_type": INTERRUPTED,
         "candidate_input_tokens": 0,
         "candidate_output_tokens": 0,
         "attempts": 1,
@@ -358,17 +359,13 @@ def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None
     planned = planned or plan(spec, store=ctx.store, catalog=ctx.catalog, logs_root=ctx.logs_root)
     results = PairStore(ctx.settings.home, experiment.id)
     base_rows = {r["request_id"]: r for r in planned.sample.iter_rows(named=True)}
-    notes = list(planned.notes)
-    recorded_ids = results.done_ids()
-    interrupted = sorted((results.started_ids() - recorded_ids) & set(base_rows))
+    notes = list(experiment.notes) or list(planned.notes)
+    interrupted = {k: usd for k, usd in results.unsettled().items() if k in base_rows}
     if interrupted:
-        # Sent before a crash but never recorded: the provider may have charged for them, so they are
-        # not called again; they count as errors of unknown cost.
-        results.append([interrupted_row(base_rows[i]) for i in interrupted])
-        notes.append(
-            f"{len(interrupted):,} calls were in flight when an earlier run stopped; they are recorded as "
-            "errors (interrupted) and not called again, and their cost is unknown."
-        )
+        # Sent before a crash but never recorded: the provider may have billed them, so they are not called
+        # again, and what they may have cost (their reservation) is spent.
+        results.append([interrupted_row(base_rows[k], usd) for k, usd in sorted(interrupted.items())])
+        notes.append(interrupted_note(interrupted, "calls"))
     recorded = results.frame()
     spent_before = float(recorded.get_column("candidate_cost_usd").sum() or 0.0)
     models = sorted(set(planned.sample.get_column("route_model").to_list()))
@@ -463,8 +460,10 @@ def _finish(
     baseline: Summary | None = None
     candidate: Summary | None = None
     change: Deltas | None = None
-    if pairs.height:
-        baseline, candidate, change = summaries(pairs, planned.sample, notes)
+    # Interrupted calls count in the spend, but their answers are unknown: the comparison leaves them out.
+    answered = pairs.filter(pl.col("error_type").ne_missing(INTERRUPTED))
+    if answered.height:
+        baseline, candidate, change = summaries(answered, planned.sample, notes)
     finished = running.model_copy(
         update={
             "status": status,

@@ -7,6 +7,7 @@ arrive (each batch written atomically), ``pairs.parquet`` once scored.
 from __future__ import annotations
 
 import base64
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,8 @@ PAIR_SCHEMA: dict[str, pl.DataType] = {
     "candidate_text": pl.String(),
     "similarity": pl.Float64(),
 }
+#: ``error_type`` of a call that was sent before a crash and never recorded (its reservation counts as spent).
+INTERRUPTED = "interrupted"
 #: Columns of a results row in lists (the two texts only on the single-pair view).
 ROW_COLUMNS = [c for c in PAIR_SCHEMA if c not in ("request_json", "baseline_text", "candidate_text")]
 
@@ -83,31 +86,37 @@ class ResultFiles:
 
     @property
     def journal(self) -> Path:
-        """Pair ids written just before their calls are sent (one per line)."""
+        """Calls written just before they are sent, with their reservations (``+<id>``, a tab, ``<usd>``)."""
         return self.dir / "started.txt"
 
-    def _journal(self, sign: str, ids: Sequence[str]) -> None:
+    def mark_sent(self, calls: Sequence[tuple[str, float]]) -> None:
+        """Journal calls (id, reserved USD) about to be sent: after a crash none is paid twice or lost."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with self.journal.open("a", encoding="utf-8") as fh:
-            fh.write("".join(f"{sign}{i}\n" for i in ids))
+            fh.write("".join(f"+{i}\t{usd!r}\n" for i, usd in calls))
             fh.flush()
             os.fsync(fh.fileno())
 
-    def mark_started(self, ids: Sequence[str]) -> None:
-        """Journal pairs about to be called, so a crash cannot lead to calling (and paying for) them again."""
-        self._journal("+", ids)
+    def sent(self) -> dict[str, float]:
+        """Every call that may have been made, with its reservation (journal replayed in order).
 
-    def mark_not_started(self, ids: Sequence[str]) -> None:
-        """Journal pairs that were sent to a worker but refused by the spend tracker (never called)."""
-        self._journal("-", ids)
-
-    def started_ids(self) -> set[str]:
-        """Every pair whose call may have been made (journal replayed in order)."""
-        started: set[str] = set()
+        Journals of earlier versions hold bare ids (reservation unknown: 0) and ``-<id>`` lines for calls
+        that were in fact never sent.
+        """
+        sent: dict[str, float] = {}
         if self.journal.exists():
-            for line in self.journal.read_text().splitlines():
-                (started.add if line.startswith("+") else started.discard)(line[1:])
-        return started
+            for line in self.journal.read_text(encoding="utf-8").splitlines():
+                key, _, usd = line[1:].partition("\t")
+                if line.startswith("+"):
+                    sent[key] = _usd(usd)
+                elif line.startswith("-"):
+                    sent.pop(key, None)
+        return sent
+
+    def unsettled(self) -> dict[str, float]:
+        """Calls sent but never recorded (a crash came between), with their reservations."""
+        recorded = self.done_ids()
+        return {k: usd for k, usd in self.sent().items() if k not in recorded}
 
     def done_ids(self) -> set[str]:
         """Pairs already recorded: a resumed run never calls them again."""
@@ -121,6 +130,14 @@ class ResultFiles:
         os.replace(tmp, self.final)
         for part in self._parts():
             part.unlink()
+
+
+def _usd(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return 0.0
+    return value if math.isfinite(value) and value >= 0 else 0.0
 
 
 class PairStore(ResultFiles):

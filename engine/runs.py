@@ -56,6 +56,8 @@ class RunContext:
     logs_root: str
     settings: Settings
     on_progress: Callable[[int, int, float], None] | None = None
+    #: Called whenever the run checks in cooperatively (so a watchdog knows it is still stopping on its own).
+    tick: Callable[[], None] | None = None
 
 
 @dataclass
@@ -133,13 +135,15 @@ def call_and_record(
     save_progress: Callable[[int, int, float], None],
     ctx: RunContext,
 ) -> FanoutReport | None:
-    """Fan ``jobs`` out under ``cap_usd``; journal, checkpoint and report progress batch by batch."""
+    """Fan ``jobs`` out under ``cap_usd``; journal what is sent, checkpoint and report progress batch by batch."""
     from engine.fanout import fan_out
 
     if not jobs:
         return None
 
     def on_outcomes(outcomes: list[Outcome]) -> str | None:
+        if ctx.tick is not None:
+            ctx.tick()
         files.append(rows_of(outcomes))
         stop = watch(len(outcomes), sum(o.cost_usd for o in outcomes))
         save_progress(watch.done, watch.total, watch.spent)
@@ -147,8 +151,8 @@ def call_and_record(
             ctx.on_progress(watch.done, watch.total, watch.spent)
         return stop
 
-    def on_dispatch(batch: list[Job], sent: bool) -> None:
-        (files.mark_started if sent else files.mark_not_started)([j.call.pair_id for j in batch])
+    def on_sent(batch: list[Job]) -> None:
+        files.mark_sent([(j.call.pair_id, j.estimate_usd) for j in batch])
 
     return fan_out(
         jobs,
@@ -156,8 +160,17 @@ def call_and_record(
         cap_usd=max(cap_usd, 0.0),
         endpoints=endpoints,
         on_outcomes=on_outcomes,
-        on_dispatch=on_dispatch,
+        on_sent=on_sent,
         options=fanout_options(ctx.settings),
+    )
+
+
+def interrupted_note(calls: dict[str, float], what: str) -> str:
+    """The note of a resumed run about the calls an earlier process sent but never recorded."""
+    return (
+        f"{len(calls):,} {what} were in flight when an earlier run stopped: they are not made again, and "
+        f"their reservations (${sum(calls.values()):.4f}, an upper estimate of what the provider may have "
+        "billed) count as spent, so the cap holds against it."
     )
 
 

@@ -28,9 +28,7 @@ from engine.webhooks import RETRY_WINDOW_S, Delivery, WebhookEndpoint, backoff_s
 
 def get_schedule(store: Store, schedule_id: str) -> ScheduledExperiment:
     """A stored scheduled experiment, or ``NotFound``."""
-    return ScheduledExperiment.model_validate_json(
-        store.get_doc("scheduled_experiments", schedule_id, "scheduled experiment")
-    )
+    return store.get_doc("scheduled_experiments", schedule_id, ScheduledExperiment, "scheduled experiment")
 
 
 def put_schedule(store: Store, schedule: ScheduledExperiment) -> ScheduledExperiment:
@@ -71,7 +69,9 @@ def _similarities(ctx: RunContext, experiment: Experiment) -> np.ndarray | None:
     return frame.get_column("similarity").cast(pl.Float64).fill_null(float("nan")).to_numpy()
 
 
-def _chain_judge(ctx: RunContext, schedule: ScheduledExperiment, experiment: Experiment) -> JudgeRun | None:
+def _chain_judge(
+    ctx: RunContext, schedule: ScheduledExperiment, experiment: Experiment, dedicated: bool
+) -> JudgeRun | None:
     if schedule.judge_rubric is None or experiment.mode != "with_responses" or experiment.status != "completed":
         return None
     project = ctx.store.get_project(schedule.project_id)
@@ -88,15 +88,18 @@ def _chain_judge(ctx: RunContext, schedule: ScheduledExperiment, experiment: Exp
     except RehearsalError:
         return None  # e.g. no scored pairs: the judge metrics are then unavailable
     ctx.store.put_experiment(ctx.store.get_experiment(experiment.id).model_copy(update={"judge_run_id": run.id}))
-    return execution.run_judge_run(ctx, run.id, planned)
+    return execution.run_judge_run(ctx, run.id, planned, dedicated=dedicated)
 
 
-def run_fire(ctx: RunContext, schedule_id: str, experiment_id: str) -> Experiment:
-    """Execute a fire's experiment (and chained judge run), then verdict, signal and webhooks."""
+def run_fire(ctx: RunContext, schedule_id: str, experiment_id: str, *, dedicated: bool = False) -> Experiment:
+    """Execute a fire's experiment (and chained judge run), then verdict, signal and webhooks.
+
+    ``dedicated``: the process exists for this fire (a flow run), see ``execution.RunGuard``.
+    """
     experiment = ctx.store.get_experiment(experiment_id)
     if experiment.status in ("queued", "running"):
-        experiment = execution.run_experiment(ctx, experiment_id)
-    judge_run = _chain_judge(ctx, get_schedule(ctx.store, schedule_id), experiment)
+        experiment = execution.run_experiment(ctx, experiment_id, dedicated=dedicated)
+    judge_run = _chain_judge(ctx, get_schedule(ctx.store, schedule_id), experiment, dedicated)
     return finish_fire(ctx, schedule_id, ctx.store.get_experiment(experiment_id), judge_run)
 
 
@@ -168,7 +171,7 @@ def _update_signal(store: Store, schedule: ScheduledExperiment, experiment: Expe
     key = signal_key(schedule.id)
     now = utcnow()
     try:
-        signal: Signal | None = Signal.model_validate_json(store.get_doc("signals", key, "signal"))
+        signal: Signal | None = store.get_doc("signals", key, Signal, "signal")
     except NotFound:
         signal = None
     if verdict.verdict == "pass":
@@ -208,9 +211,7 @@ def _update_signal(store: Store, schedule: ScheduledExperiment, experiment: Expe
 
 def webhooks_of(store: Store, project_id: str) -> list[WebhookEndpoint]:
     """A project's webhook endpoints."""
-    return [
-        WebhookEndpoint.model_validate_json(b) for b in store.list_docs("webhooks", "project_id = ?", (project_id,))
-    ]
+    return store.list_docs("webhooks", WebhookEndpoint, "project_id = ?", (project_id,))
 
 
 def enqueue(store: Store, project_id: str, item: dict[str, Any]) -> list[Delivery]:
@@ -254,7 +255,7 @@ def attempt(store: Store, delivery: Delivery, allow: list[str], first_backoff_s:
     """One attempt at ``delivery``; reschedules it with backoff (for up to 24 h) when it fails."""
     now = utcnow()
     try:
-        hook = WebhookEndpoint.model_validate_json(store.get_doc("webhooks", delivery.webhook_id, "webhook"))
+        hook = store.get_doc("webhooks", delivery.webhook_id, WebhookEndpoint, "webhook")
         check_target(hook.url, allow)
         code, error = send(hook.url, store.webhook_secret(hook.id), delivery.payload)
     except RehearsalError as exc:
@@ -286,14 +287,14 @@ def deliver_due(
     at = now or utcnow()
     due = store.list_docs(
         "deliveries",
+        Delivery,
         "status IN ('pending', 'sending') AND next_attempt_at <= ?",
         (at.isoformat(),),
         order="next_attempt_at",
     )
     hold = (at + dt.timedelta(seconds=SEND_HOLD_S)).isoformat()
     sent = []
-    for body in due:
-        delivery = Delivery.model_validate_json(body)
+    for delivery in due:
         if store.claim_delivery(delivery.id, at.isoformat(), hold):
             sent.append(attempt(store, delivery, allow, first_backoff_s))
     return sent

@@ -7,21 +7,26 @@ scheduled experiment); this module only validates and reasons about them.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from typing import Any, Literal
 
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from engine.criteria import SuccessCriteria, Verdict
-from engine.schema import HYPOTHESIS_MAX, Body, FiltersSpec, Mode
+from engine.schema import COUNT_MAX, HYPOTHESIS_MAX, MONEY_MAX, NAME_MAX, Body, FiltersSpec, Mode
 
 WINDOW_HOURS_MAX = 720
+#: The longest cron expression accepted (a 5-field cron with long lists stays far below it).
+CRON_MAX_LENGTH = 120
 #: Days a "month" has in the cost projection.
 MONTH_DAYS = 30
 
 
 def check_cron(expr: str) -> str:
     """A 5-field UTC cron expression, normalised; ``ValueError`` says what is wrong."""
+    if len(expr) > CRON_MAX_LENGTH:
+        raise ValueError(f"a cron expression has at most {CRON_MAX_LENGTH} characters, got {len(expr):,}")
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"a cron expression has 5 fields (minute hour day month weekday), got {len(fields)}")
@@ -45,6 +50,7 @@ def next_fires(expr: str, after: dt.datetime, count: int = 1) -> list[dt.datetim
     return fires
 
 
+@lru_cache(maxsize=1024)
 def runs_per_month(expr: str, start: dt.datetime | None = None) -> int:
     """How many times ``expr`` fires in 30 days (from ``start``, default 2026-01-01 UTC)."""
     begin = start or dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -75,9 +81,9 @@ class _ScheduleFields(Body):
 class ScheduledExperimentCreate(_ScheduleFields):
     """The body of ``POST /manage/v1/scheduled_experiments``."""
 
-    project_id: str = Field(min_length=1)
+    project_id: str = Field(min_length=1, max_length=NAME_MAX)
     name: str = Field("", max_length=200)
-    candidate_policy: str = Field(min_length=1)
+    candidate_policy: str = Field(min_length=1, max_length=NAME_MAX)
     candidate_config: dict[str, Any]
     cron_expression: str = Field(description="Five-field cron, evaluated in UTC.")
     window_hours: int = Field(24, ge=1, le=WINDOW_HOURS_MAX, description="Hours of traffic each fire replays.")
@@ -85,11 +91,11 @@ class ScheduledExperimentCreate(_ScheduleFields):
     filters: FiltersSpec = Field(default_factory=FiltersSpec)
     hypothesis: str | None = Field(None, max_length=HYPOTHESIS_MAX)
     success_criteria: SuccessCriteria | None = None
-    sample_size: int | None = Field(None, gt=0)
+    sample_size: int | None = Field(None, gt=0, le=COUNT_MAX)
     sample_method: Literal["random", "stratified"] | None = None
-    spend_cap_usd: float | None = Field(None, gt=0, description="Cap of each run (with_responses).")
+    spend_cap_usd: float | None = Field(None, gt=0, le=MONEY_MAX, description="Cap of each run (with_responses).")
     judge_rubric: str | None = Field(None, min_length=1, max_length=8000)
-    judge_model: str = Field("gpt-4o", min_length=1)
+    judge_model: str = Field("gpt-4o", min_length=1, max_length=NAME_MAX)
 
     @model_validator(mode="after")
     def _mode_fields(self) -> ScheduledExperimentCreate:
@@ -118,10 +124,10 @@ class ScheduledExperimentUpdate(_ScheduleFields):
     window_hours: int | None = Field(None, ge=1, le=WINDOW_HOURS_MAX)
     hypothesis: str | None = Field(None, max_length=HYPOTHESIS_MAX)
     success_criteria: SuccessCriteria | None = None
-    spend_cap_usd: float | None = Field(None, gt=0)
-    sample_size: int | None = Field(None, gt=0)
+    spend_cap_usd: float | None = Field(None, gt=0, le=MONEY_MAX)
+    sample_size: int | None = Field(None, gt=0, le=COUNT_MAX)
     judge_rubric: str | None = Field(None, min_length=1, max_length=8000)
-    judge_model: str | None = Field(None, min_length=1)
+    judge_model: str | None = Field(None, min_length=1, max_length=NAME_MAX)
 
 
 class ScheduledExperiment(BaseModel):

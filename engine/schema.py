@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -17,6 +18,16 @@ WINDOW_LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 WINDOW_LONGEST = dt.timedelta(days=3660)
 #: Seeds are unsigned 64-bit hash seeds; JSON clients keep integers exact below 2**53.
 SEED_MAX = 2**53
+#: The largest amount of money any field may hold (USD); the configured ceiling of caps is usually far lower.
+MONEY_MAX = 1_000_000.0
+#: The largest count any field may hold (sample sizes, pairs per bucket).
+COUNT_MAX = 10_000_000
+#: Longest id, model or credential name.
+NAME_MAX = 200
+#: Most items in one filter list.
+FILTER_ITEMS_MAX = 1000
+#: The deepest JSON nesting a body or spec file may have (a routing config nests a few levels).
+JSON_MAX_DEPTH = 32
 Mode = Literal["routing_only", "with_responses"]
 Status = Literal["queued", "running", "completed", "cancelled", "failed"]
 LoggingMode = Literal["full", "metadata_only"]
@@ -25,7 +36,8 @@ LoggingMode = Literal["full", "metadata_only"]
 class Body(BaseModel):
     """A request body: camelCase names (as the guides write them) or snake_case both accepted."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # Money and counts must be finite: JSON parsers accept Infinity and NaN (and 1e400 overflows to inf).
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False)
 
 
 def parse_body(model: type[Body], raw: Any) -> Any:
@@ -45,6 +57,30 @@ def parse_body(model: type[Body], raw: Any) -> Any:
         raise ConfigError(f"{where}: {message}" if where else message, param=where or None) from None
 
 
+def _path(parts: list[str | int]) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def json_problem(value: Any) -> tuple[str, str | None] | None:
+    """The first reason ``value`` (parsed JSON) is refused, with where it is; ``None`` when it is fine.
+
+    Walks iteratively, so depth is measured without recursion.
+    """
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        item, where = stack.pop()
+        if len(where) > JSON_MAX_DEPTH:
+            return f"the body nests deeper than {JSON_MAX_DEPTH} levels", _path(where[:JSON_MAX_DEPTH]) or None
+        if isinstance(item, float) and not math.isfinite(item):
+            field = _path(where)
+            return f"{field or 'the body'}: numbers must be finite (not Infinity, NaN or beyond 1.8e308)", field or None
+        if isinstance(item, dict):
+            stack.extend((v, [*where, str(k)]) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((v, [*where, i]) for i, v in reversed(list(enumerate(item))))
+    return None
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
@@ -52,15 +88,19 @@ def _utc(value: dt.datetime) -> dt.datetime:
 class FiltersSpec(Body):
     """Narrow the window; each list is any-of."""
 
-    models: list[str] = Field(default_factory=list)
-    end_user_ids: list[str] = Field(default_factory=list, validation_alias=AliasChoices("endUserIds", "end_user_ids"))
-    tags: list[str] = Field(default_factory=list)
+    models: list[Annotated[str, Field(max_length=NAME_MAX)]] = Field(default_factory=list, max_length=FILTER_ITEMS_MAX)
+    end_user_ids: list[Annotated[str, Field(max_length=NAME_MAX)]] = Field(
+        default_factory=list,
+        max_length=FILTER_ITEMS_MAX,
+        validation_alias=AliasChoices("endUserIds", "end_user_ids"),
+    )
+    tags: list[Annotated[str, Field(max_length=NAME_MAX)]] = Field(default_factory=list, max_length=FILTER_ITEMS_MAX)
 
 
 class SampleSpec(Body):
     """How with-responses runs draw their pairs."""
 
-    size: int = Field(1000, gt=0, description="Requested pairs; the effective size may be smaller.")
+    size: int = Field(1000, gt=0, le=COUNT_MAX, description="Requested pairs; the effective size may be smaller.")
     method: Literal["random", "stratified"] = "random"
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the draw: the same seed draws the same rows.")
 
@@ -69,8 +109,8 @@ class ExperimentCreate(Body):
     """The body of ``POST /manage/v1/experiments`` (and of a CLI spec file)."""
 
     name: str = Field("", max_length=200, description="Label shown in lists.")
-    project_id: str = Field(min_length=1)
-    candidate_policy: str = Field(min_length=1, description="Routing policy of the candidate.")
+    project_id: str = Field(min_length=1, max_length=NAME_MAX)
+    candidate_policy: str = Field(min_length=1, max_length=NAME_MAX, description="Routing policy of the candidate.")
     candidate_config: dict[str, Any] = Field(description="That policy's config.")
     window_start: dt.datetime
     window_end: dt.datetime
@@ -78,8 +118,10 @@ class ExperimentCreate(Body):
     filters: FiltersSpec = Field(default_factory=FiltersSpec)
     hypothesis: str | None = Field(None, max_length=HYPOTHESIS_MAX)
     sample: SampleSpec | None = None
-    spend_cap_usd: float | None = Field(None, gt=0)
-    embedding_model: str | None = Field(None, description="Similarity embedder (default: local all-MiniLM-L6-v2).")
+    spend_cap_usd: float | None = Field(None, gt=0, le=MONEY_MAX)
+    embedding_model: str | None = Field(
+        None, max_length=NAME_MAX, description="Similarity embedder (default: local all-MiniLM-L6-v2)."
+    )
 
     @field_validator("window_start", "window_end")
     @classmethod
@@ -236,9 +278,9 @@ class RoutingConfigVersion(BaseModel):
 class Stratification(Body):
     """Pairs to judge per similarity bucket (total at most 1,500)."""
 
-    high: int = Field(100, ge=0)
-    mild: int = Field(100, ge=0)
-    major: int = Field(100, ge=0)
+    high: int = Field(100, ge=0, le=COUNT_MAX)
+    mild: int = Field(100, ge=0, le=COUNT_MAX)
+    major: int = Field(100, ge=0, le=COUNT_MAX)
 
 
 class BucketBoundaries(Body):
@@ -257,14 +299,14 @@ class BucketBoundaries(Body):
 class JudgeCreate(Body):
     """The body of ``POST /manage/v1/experiments/{id}/judge`` (and its preflight)."""
 
-    judge_model: str = Field("gpt-4o", min_length=1)
-    judge_credential_id: str | None = None
+    judge_model: str = Field("gpt-4o", min_length=1, max_length=NAME_MAX)
+    judge_credential_id: str | None = Field(None, max_length=NAME_MAX)
     rubric: str | None = Field(None, max_length=8000, description="Criteria; our default rubric when omitted.")
     stratification: Stratification = Field(default_factory=Stratification)
     order: Literal["random", "both"] = "random"
     boundaries: BucketBoundaries = Field(default_factory=BucketBoundaries)
     seed: int = Field(0, ge=0, le=SEED_MAX)
-    spend_cap_usd: float | None = Field(None, gt=0)
+    spend_cap_usd: float | None = Field(None, gt=0, le=MONEY_MAX)
 
 
 class JudgePreflight(BaseModel):
@@ -318,26 +360,26 @@ class ProjectCreate(Body):
 
     id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     logging_mode: LoggingMode = "full"
-    experiment_spend_cap_usd: float = Field(50.0, gt=0)
-    judge_spend_cap_usd: float = Field(20.0, gt=0)
+    experiment_spend_cap_usd: float = Field(50.0, gt=0, le=MONEY_MAX)
+    judge_spend_cap_usd: float = Field(20.0, gt=0, le=MONEY_MAX)
 
 
 class ProjectUpdate(Body):
     """The body of ``PATCH /manage/v1/projects/{id}``: only the fields given change."""
 
     logging_mode: LoggingMode | None = None
-    experiment_spend_cap_usd: float | None = Field(None, gt=0)
-    judge_spend_cap_usd: float | None = Field(None, gt=0)
+    experiment_spend_cap_usd: float | None = Field(None, gt=0, le=MONEY_MAX)
+    judge_spend_cap_usd: float | None = Field(None, gt=0, le=MONEY_MAX)
 
 
 class CredentialCreate(Body):
     """The body of ``POST /manage/v1/provider-credentials``; ``apiKey`` is write-only."""
 
-    project_id: str = Field(min_length=1)
+    project_id: str = Field(min_length=1, max_length=NAME_MAX)
     vendor: Literal["openai"] = "openai"
-    base_url: str = Field("https://api.openai.com/v1", pattern=r"^https?://")
-    api_key: str | None = Field(None, min_length=1, description="Stored, never returned.")
-    rate_limit_rps: float | None = Field(None, gt=0)
+    base_url: str = Field("https://api.openai.com/v1", max_length=2000, pattern=r"^https?://")
+    api_key: str | None = Field(None, min_length=1, max_length=10_000, description="Stored, never returned.")
+    rate_limit_rps: float | None = Field(None, gt=0, le=100_000)
 
 
 class ProviderCredential(BaseModel):
@@ -357,15 +399,21 @@ class RoutingConfigCreate(Body):
     """The body of ``POST /manage/v1/projects/{id}/routing-configs``: the next version of ``slug``."""
 
     slug: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    policy: str = Field(min_length=1)
+    policy: str = Field(min_length=1, max_length=NAME_MAX)
     config: dict[str, Any]
 
 
-class KeyCreate(Body):
-    """The body of ``POST /manage/v1/keys``: a key for some of the caller's projects."""
+KeyRole = Literal["admin", "member"]
 
-    project_ids: list[str] = Field(min_length=1, max_length=100)
+
+class KeyCreate(Body):
+    """The body of ``POST /manage/v1/keys``: a key for some of the caller's projects (admin keys only)."""
+
+    project_ids: list[Annotated[str, Field(max_length=NAME_MAX)]] = Field(min_length=1, max_length=100)
     name: str = Field("", max_length=200)
+    role: KeyRole = Field(
+        "member", description="`member` runs experiments; `admin` also manages caps, keys and credentials."
+    )
 
 
 class ApiKey(BaseModel):
@@ -377,6 +425,9 @@ class ApiKey(BaseModel):
     prefix: str = Field(description="The first characters of the key, to recognise it.")
     project_ids: list[str]
     all_projects: bool = False
+    # Keys made before roles existed could do everything: they read as admin keys.
+    role: KeyRole = Field("admin", description="`member`: runs; `admin`: also caps, keys and credentials.")
+    parent_id: str | None = Field(None, description="The key that minted this one (revoking it revokes this).")
     created_at: dt.datetime
     revoked_at: dt.datetime | None = None
 

@@ -24,6 +24,18 @@ class Settings(BaseSettings):
     sample_min: int = Field(1000, ge=1, description="Smallest sample.size a with-responses run may request.")
     sample_max: int = Field(50_000, ge=1, description="Largest sample.size a with-responses run may request.")
     run_timeout_s: float = Field(1800, gt=0, description="Hard timeout of one experiment or judge run.")
+    cancel_grace_s: float = Field(
+        30, gt=0, description="After a cancel or the hard timeout, how long a run may take to stop before it is killed."
+    )
+    heartbeat_s: float = Field(5, gt=0, description="How often a running run's process renews its lease.")
+    lease_expiry_s: float = Field(
+        60, gt=0, description="A lease not renewed for this long belongs to a dead process: the run is recovered."
+    )
+    run_watch_s: float = Field(10, gt=0, description="How often `serve` looks for runs whose process died.")
+    max_recoveries: int = Field(3, ge=0, description="Times a run whose process died is resumed before it is failed.")
+    max_spend_cap_usd: float = Field(
+        10_000, gt=0, description="The highest experiment or judge spend cap a project may be given (USD)."
+    )
     workers: int = Field(2, ge=1, description="Ray call-worker actors per run.")
     concurrency: int = Field(64, ge=1, description="Calls in flight per worker.")
     call_timeout_s: float = Field(60, gt=0, description="Timeout of one provider call.")

@@ -10,22 +10,28 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
+import logging
 import os
 import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from engine.errors import ConfigError, NotFound
+from pydantic import BaseModel, ValidationError
+
+from engine.errors import ConfigError, DamagedRecord, NotFound
 from engine.schema import (
     ApiKey,
     CreatedApiKey,
     Experiment,
     JudgeRun,
+    KeyRole,
     Project,
     ProviderCredential,
     RoutingConfigVersion,
@@ -113,13 +119,20 @@ CREATE TABLE IF NOT EXISTS provider_credentials (
 """
 
 
+log = logging.getLogger("rehearsal.store")
+M = TypeVar("M", bound=BaseModel)
+
 #: Columns added after a table first shipped: (table, column, type). Older stores gain them on open.
 _ADDED_COLUMNS = [
     ("experiments", "parent_id", "TEXT"),
     ("experiments", "lease", "TEXT"),
     ("judge_runs", "lease", "TEXT"),
+    ("experiments", "heartbeat_at", "TEXT"),
+    ("judge_runs", "heartbeat_at", "TEXT"),
+    ("experiments", "recoveries", "INTEGER NOT NULL DEFAULT 0"),
+    ("judge_runs", "recoveries", "INTEGER NOT NULL DEFAULT 0"),
 ]
-#: A run that has ended never goes back to queued or running.
+#: A run that has ended keeps its status (a replay finishing after a cancel does not undo the cancel).
 _FINAL = "('completed', 'cancelled', 'failed')"
 RUN_TABLES = ("experiments", "judge_runs")
 
@@ -146,13 +159,29 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def lease_is_live(lease: str | None) -> bool:
-    """Whether the process holding ``lease`` still runs (leases of other hosts count as live)."""
+@dataclass(frozen=True)
+class RunLease:
+    """Who executes an unfinished run: its lease (``host:pid``), that process's last heartbeat, its recoveries."""
+
+    table: str
+    run_id: str
+    status: str
+    lease: str | None
+    heartbeat_at: dt.datetime | None
+    recoveries: int
+
+
+def lease_is_live(lease: str | None, heartbeat_at: dt.datetime | None = None, expiry_s: float | None = None) -> bool:
+    """Whether the process holding ``lease`` still runs.
+
+    On this host the process itself is asked. Another host's lease is live until its heartbeat is older
+    than ``expiry_s`` (one with no heartbeat recorded counts as live: a run is never executed twice).
+    """
     if not lease:
         return False
     host, _, pid = lease.rpartition(":")
     if host != socket.gethostname():
-        return True
+        return heartbeat_at is None or expiry_s is None or (utcnow() - heartbeat_at).total_seconds() <= expiry_s
     try:
         os.kill(int(pid), 0)
     except (ProcessLookupError, ValueError):
@@ -160,6 +189,48 @@ def lease_is_live(lease: str | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def load_one(model: type[M], body: str, what: str) -> M:
+    """A stored object; one that no longer validates is ``DamagedRecord`` naming it and the field, not a crash."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        raise DamagedRecord(
+            f"the stored {what} cannot be read ({field}: {err['msg']}); set that field again to repair it",
+            param=field,
+        ) from None
+
+
+def load_many(model: type[M], bodies: Iterable[str], what: str) -> list[M]:
+    """Stored objects; one that no longer validates is skipped (and logged), so one bad row never hides the rest."""
+    loaded = []
+    for body in bodies:
+        try:
+            loaded.append(load_one(model, body, what))
+        except DamagedRecord as exc:
+            log.warning("skipping a damaged %s: %s", what, exc.message)
+    return loaded
+
+
+def descendants(keys: Iterable[ApiKey], key_id: str, *, include_self: bool = False) -> list[str]:
+    """The ids of the keys minted from ``key_id``, directly or not (and ``key_id`` itself when asked)."""
+    children: dict[str | None, list[str]] = {}
+    for key in keys:
+        children.setdefault(key.parent_id, []).append(key.id)
+    found, todo = [], [key_id]
+    while todo:
+        current = todo.pop()
+        if current != key_id or include_self:
+            found.append(current)
+        todo.extend(c for c in children.get(current, []) if c not in found)
+    return found
+
+
+def _in(column: str, values: list[str]) -> str:
+    return f"{column} IN ({','.join('?' * len(values))})"
 
 
 def _key_hash(raw: str) -> str:
@@ -193,7 +264,16 @@ class Store:
             row = conn.execute("SELECT body FROM projects WHERE id = ?", (project_id,)).fetchone()
         if row is None:
             raise NotFound(f"project {project_id!r} does not exist", param="projectId")
-        return Project.model_validate_json(row[0])
+        return load_one(Project, row[0], f"project {project_id!r}")
+
+    def get_project_fields(self, project_id: str) -> dict[str, Any]:
+        """A project's stored fields as they are, valid or not (so an update can repair a damaged one)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT body FROM projects WHERE id = ?", (project_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"project {project_id!r} does not exist", param="projectId")
+        fields: dict[str, Any] = json.loads(row[0])
+        return fields
 
     def put_project(self, project: Project, *, create: bool) -> Project:
         """Insert (``create``) or replace a project."""
@@ -209,11 +289,14 @@ class Store:
                 conn.execute("UPDATE projects SET body = ? WHERE id = ?", (project.model_dump_json(), project.id))
         return project
 
-    def list_projects(self) -> list[Project]:
-        """Every project, by id."""
+    def list_projects(self, project_ids: list[str] | None = None) -> list[Project]:
+        """The projects (those of ``project_ids`` when given), by id; damaged ones are skipped."""
+        sql, args = "SELECT body FROM projects", list(project_ids or [])
+        if project_ids is not None:
+            sql += f" WHERE {_in('id', project_ids)}"
         with self._connect() as conn:
-            rows = conn.execute("SELECT body FROM projects ORDER BY id").fetchall()
-        return [Project.model_validate_json(r[0]) for r in rows]
+            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
+        return load_many(Project, (r[0] for r in rows), "project")
 
     # runs: experiments and judge runs share one shape ----------------------------
     def _put(self, table: str, run: Experiment | JudgeRun) -> None:
@@ -222,7 +305,7 @@ class Store:
             conn.execute(
                 f"INSERT INTO {table} (id, project_id, status, created_at, parent_id, body) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body "
-                f"WHERE NOT ({table}.status IN {_FINAL} AND excluded.status IN ('queued', 'running'))",
+                f"WHERE NOT ({table}.status IN {_FINAL} AND excluded.status != {table}.status)",
                 (run.id, run.project_id, run.status, run.created_at.isoformat(), extra, run.model_dump_json()),
             )
 
@@ -257,6 +340,10 @@ class Store:
             )
             return cur.rowcount == 1
 
+    def run_status(self, table: str, run_id: str) -> str:
+        """The status of a run of ``table`` (cheap, for polling)."""
+        return self._status(table, run_id, "run")
+
     def claim_run(self, table: str, run_id: str) -> bool:
         """Take the lease of an unfinished run for this process; False if it ended or a live process holds it."""
         mine = this_process()
@@ -267,16 +354,41 @@ class Store:
             status, lease = row
             if status not in ("queued", "running") or (lease != mine and lease_is_live(lease)):
                 return False
-            cur = conn.execute(f"UPDATE {table} SET lease = ? WHERE id = ? AND lease IS ?", (mine, run_id, lease))
+            cur = conn.execute(
+                f"UPDATE {table} SET lease = ?, heartbeat_at = ? WHERE id = ? AND lease IS ?",
+                (mine, utcnow().isoformat(), run_id, lease),
+            )
             return cur.rowcount == 1
 
-    def unfinished_runs(self, table: str) -> list[tuple[str, str, str | None]]:
-        """``(id, status, lease)`` of every queued or running run, oldest first."""
+    def heartbeat(self, table: str, run_id: str) -> None:
+        """Renew this process's lease of a run (other hosts judge it by this)."""
+        with self._connect() as conn:
+            conn.execute(
+                f"UPDATE {table} SET heartbeat_at = ? WHERE id = ? AND lease = ?",
+                (utcnow().isoformat(), run_id, this_process()),
+            )
+
+    def release_lease(self, table: str, run_id: str, lease: str | None) -> bool:
+        """Free the lease of a run whose process died (only if ``lease`` still holds it), counting a recovery."""
+        with self._connect() as conn:
+            cur = conn.execute(
+                f"UPDATE {table} SET lease = NULL, heartbeat_at = NULL, recoveries = recoveries + 1 "
+                "WHERE id = ? AND lease IS ? AND status IN ('queued', 'running')",
+                (run_id, lease),
+            )
+            return cur.rowcount == 1
+
+    def unfinished_runs(self, table: str) -> list[RunLease]:
+        """Every queued or running run of ``table`` with its lease, oldest first."""
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT id, status, lease FROM {table} WHERE status IN ('queued', 'running') ORDER BY created_at"
+                f"SELECT id, status, lease, heartbeat_at, recoveries FROM {table} "
+                "WHERE status IN ('queued', 'running') ORDER BY created_at"
             ).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [
+            RunLease(table, r[0], r[1], r[2], dt.datetime.fromisoformat(r[3]) if r[3] else None, int(r[4] or 0))
+            for r in rows
+        ]
 
     def fail_run(self, table: str, run_id: str, reason: str) -> bool:
         """Mark an unfinished run failed with ``reason``; False if it had ended."""
@@ -325,7 +437,7 @@ class Store:
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         """The experiment, or ``NotFound``."""
-        return Experiment.model_validate_json(self._body("experiments", experiment_id, "experiment"))
+        return load_one(Experiment, self._body("experiments", experiment_id, "experiment"), "experiment")
 
     def experiment_status(self, experiment_id: str) -> str:
         """Just the status (cheap, for polling)."""
@@ -351,13 +463,13 @@ class Store:
         where: list[str] = []
         args: list[Any] = []
         if project_ids is not None:
-            where.append(f"project_id IN ({','.join('?' * len(project_ids))})")
+            where.append(_in("project_id", project_ids))
             args.extend(project_ids)
         if status is not None:
             where.append("status = ?")
             args.append(status)
         bodies, next_cursor = self._page("experiments", where, args, limit, cursor)
-        return [Experiment.model_validate_json(b) for b in bodies], next_cursor
+        return load_many(Experiment, bodies, "experiment"), next_cursor
 
     # judge runs ---------------------------------------------------------------
     def put_judge_run(self, run: JudgeRun) -> JudgeRun:
@@ -367,7 +479,7 @@ class Store:
 
     def get_judge_run(self, run_id: str) -> JudgeRun:
         """The judge run, or ``NotFound``."""
-        return JudgeRun.model_validate_json(self._body("judge_runs", run_id, "judge run"))
+        return load_one(JudgeRun, self._body("judge_runs", run_id, "judge run"), "judge run")
 
     def judge_run_status(self, run_id: str) -> str:
         """Just the status."""
@@ -386,7 +498,7 @@ class Store:
     ) -> tuple[list[JudgeRun], str | None]:
         """An experiment's judge runs, newest first."""
         bodies, next_cursor = self._page("judge_runs", ["parent_id = ?"], [experiment_id], limit, cursor)
-        return [JudgeRun.model_validate_json(b) for b in bodies], next_cursor
+        return load_many(JudgeRun, bodies, "judge run"), next_cursor
 
     # routing configs ----------------------------------------------------------
     def add_routing_config(
@@ -433,7 +545,7 @@ class Store:
         if row is None:
             which = f"{slug}:{version}" if version is not None else slug
             raise NotFound(f"routing config '@{which}' does not exist in project {project_id!r}", param="slug")
-        return RoutingConfigVersion.model_validate_json(row[0])
+        return load_one(RoutingConfigVersion, row[0], "routing config")
 
     def list_routing_configs(self, project_id: str) -> list[RoutingConfigVersion]:
         """Every saved version of the project's routing configs, newest first."""
@@ -441,11 +553,23 @@ class Store:
             rows = conn.execute(
                 "SELECT body FROM routing_configs WHERE project_id = ? ORDER BY slug, version DESC", (project_id,)
             ).fetchall()
-        return [RoutingConfigVersion.model_validate_json(r[0]) for r in rows]
+        return load_many(RoutingConfigVersion, (r[0] for r in rows), "routing config")
 
     # management keys ------------------------------------------------------------
-    def create_api_key(self, project_ids: list[str], *, all_projects: bool = False, name: str = "") -> CreatedApiKey:
-        """A new key; only its hash is kept, so the returned secret is the one chance to see it."""
+    def create_api_key(
+        self,
+        project_ids: list[str],
+        *,
+        all_projects: bool = False,
+        name: str = "",
+        role: KeyRole = "member",
+        parent_id: str | None = None,
+    ) -> CreatedApiKey:
+        """A new key; only its hash is kept, so the returned secret is the one chance to see it.
+
+        ``role`` ``admin`` may also change caps, keys and credentials; an all-projects key is always admin.
+        ``parent_id`` is the key that minted it: revoking that key revokes this one too.
+        """
         key_id = new_id("key")
         raw = f"rhk_{key_id.removeprefix('key_')}_{secrets.token_urlsafe(32)}"
         key = ApiKey(
@@ -454,6 +578,8 @@ class Store:
             prefix=raw[:16],
             project_ids=sorted(set(project_ids)),
             all_projects=all_projects,
+            role="admin" if all_projects else role,
+            parent_id=parent_id,
             created_at=utcnow(),
         )
         with self._connect() as conn:
@@ -472,26 +598,29 @@ class Store:
             row = conn.execute("SELECT hash, body FROM api_keys WHERE id = ?", (f"key_{parts[1]}",)).fetchone()
         if row is None or not hmac.compare_digest(row[0], _key_hash(raw)):
             return None
-        key = ApiKey.model_validate_json(row[1])
-        return None if key.revoked_at is not None else key
+        keys = load_many(ApiKey, [row[1]], "management key")  # a damaged key record authenticates nobody
+        return keys[0] if keys and keys[0].revoked_at is None else None
 
     def list_api_keys(self) -> list[ApiKey]:
         """Every key, oldest first."""
         with self._connect() as conn:
             rows = conn.execute("SELECT body FROM api_keys ORDER BY id").fetchall()
-        return [ApiKey.model_validate_json(r[0]) for r in rows]
+        return load_many(ApiKey, (r[0] for r in rows), "management key")
 
     def revoke_api_key(self, key_id: str) -> ApiKey:
-        """Revoke a key for good."""
+        """Revoke a key for good, and every key minted from it (at any depth), in one transaction."""
         with self._connect() as conn:
-            row = conn.execute("SELECT body FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-            if row is None:
+            rows = conn.execute("SELECT id, body FROM api_keys").fetchall()
+            keys = {k.id: k for k in load_many(ApiKey, (r[1] for r in rows), "management key")}
+            if key_id not in keys:
                 raise NotFound(f"key {key_id!r} does not exist", param="id")
-            key = ApiKey.model_validate_json(row[0])
-            if key.revoked_at is None:
-                key = key.model_copy(update={"revoked_at": utcnow()})
-                conn.execute("UPDATE api_keys SET body = ? WHERE id = ?", (key.model_dump_json(), key_id))
-        return key
+            now = utcnow()
+            for victim in descendants(keys.values(), key_id, include_self=True):
+                key = keys[victim]
+                if key.revoked_at is None:
+                    keys[victim] = key.model_copy(update={"revoked_at": now})
+                    conn.execute("UPDATE api_keys SET body = ? WHERE id = ?", (keys[victim].model_dump_json(), victim))
+        return keys[key_id]
 
     # idempotency ------------------------------------------------------------------
     def idempotency_begin(self, principal: str, key: str, fingerprint: str) -> tuple[str, int | None, str | None]:
@@ -541,16 +670,16 @@ class Store:
             row = conn.execute("SELECT body FROM provider_credentials WHERE id = ?", (credential_id,)).fetchone()
         if row is None:
             raise NotFound(f"provider credential {credential_id!r} does not exist", param="id")
-        return ProviderCredential.model_validate_json(row[0])
+        return load_one(ProviderCredential, row[0], "provider credential")
 
     def list_credentials(self, project_ids: list[str] | None = None) -> list[ProviderCredential]:
         """Credentials (without secrets), by id."""
         sql, args = "SELECT body FROM provider_credentials", list(project_ids or [])
         if project_ids is not None:
-            sql += f" WHERE project_id IN ({','.join('?' * len(project_ids))})"
+            sql += f" WHERE {_in('project_id', project_ids)}"
         with self._connect() as conn:
             rows = conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [ProviderCredential.model_validate_json(r[0]) for r in rows]
+        return load_many(ProviderCredential, (r[0] for r in rows), "provider credential")
 
     def credential_secrets(self, project_id: str) -> list[tuple[ProviderCredential, str | None]]:
         """A project's credentials with their secrets, for the runs that call providers."""
@@ -558,7 +687,7 @@ class Store:
             rows = conn.execute(
                 "SELECT body, secret FROM provider_credentials WHERE project_id = ?", (project_id,)
             ).fetchall()
-        return [(ProviderCredential.model_validate_json(r[0]), r[1]) for r in rows]
+        return [(load_one(ProviderCredential, r[0], "provider credential"), r[1]) for r in rows]
 
     def delete_credential(self, credential_id: str) -> None:
         """Forget a credential and its secret."""
@@ -579,20 +708,23 @@ class Store:
                 (key, *values),
             )
 
-    def get_doc(self, table: str, key: str, what: str) -> str:
-        """One document's JSON, or ``NotFound``."""
+    def get_doc(self, table: str, key: str, model: type[M], what: str) -> M:
+        """One document, or ``NotFound``."""
         key_column = "key" if table == "signals" else "id"
         with self._connect() as conn:
             row = conn.execute(f"SELECT body FROM {table} WHERE {key_column} = ?", (key,)).fetchone()
         if row is None:
             raise NotFound(f"{what} {key!r} does not exist", param="id")
-        return str(row[0])
+        return load_one(model, str(row[0]), what)
 
-    def list_docs(self, table: str, where: str = "", args: tuple[Any, ...] = (), order: str = "rowid") -> list[str]:
-        """Documents matching ``where`` (SQL over the table's columns)."""
+    def list_docs(
+        self, table: str, model: type[M], where: str = "", args: tuple[Any, ...] = (), order: str = "rowid"
+    ) -> list[M]:
+        """Documents matching ``where`` (SQL over the table's columns); damaged ones are skipped."""
         sql = f"SELECT body FROM {table}" + (f" WHERE {where}" if where else "") + f" ORDER BY {order}"
         with self._connect() as conn:
-            return [str(r[0]) for r in conn.execute(sql, args).fetchall()]
+            rows = conn.execute(sql, args).fetchall()
+        return load_many(model, (str(r[0]) for r in rows), table.removesuffix("s").replace("_", " "))
 
     def delete_doc(self, table: str, key: str) -> None:
         """Remove one document."""

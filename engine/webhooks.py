@@ -22,7 +22,7 @@ import httpx
 from pydantic import BaseModel, Field, field_validator
 
 from engine.errors import ConfigError
-from engine.schema import Body
+from engine.schema import NAME_MAX, Body
 
 EventType = Literal["experiment.completed", "experiment.regression_detected"]
 EVENT_TYPES: list[EventType] = ["experiment.completed", "experiment.regression_detected"]
@@ -37,7 +37,7 @@ DEFAULT_TOLERANCE_S = 300
 class WebhookCreate(Body):
     """The body of ``POST /manage/v1/webhooks``."""
 
-    project_id: str = Field(min_length=1)
+    project_id: str = Field(min_length=1, max_length=NAME_MAX)
     url: str = Field(min_length=1, max_length=2000)
     events: list[EventType] = Field(default_factory=lambda: list(EVENT_TYPES), min_length=1)
 

@@ -65,6 +65,16 @@ class PrefectLauncher:
             )
         return str(flow_run.id)
 
+    def flow_state(self, flow_run_id: str) -> str | None:
+        """The state type of a flow run (e.g. ``CRASHED``); ``None`` when Prefect cannot say now."""
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(UUID(flow_run_id)).state
+        except Exception as exc:  # unreachable, or the flow run was deleted: unknown, never "dead"
+            log.debug("could not read flow run %s: %s", flow_run_id, exc)
+            return None
+        return state.type.value if state is not None else None
+
 
 class RunnerThread:
     """A Prefect ``Runner`` serving the on-demand deployments from a background thread."""

@@ -51,14 +51,14 @@ def _outcome(kind: str, run_id: str, status: str, reason: str | None) -> str:
 @task(name="execute experiment", persist_result=False)
 def execute_experiment(experiment_id: str) -> tuple[str, str | None]:
     """Run (or resume) the experiment; returns its final status and reason."""
-    experiment = execution.run_experiment(_context(), experiment_id)
+    experiment = execution.run_experiment(_context(), experiment_id, dedicated=True)
     return experiment.status, experiment.status_reason
 
 
 @task(name="execute judge run", persist_result=False)
 def execute_judge_run(run_id: str) -> tuple[str, str | None]:
     """Run (or resume) the judge run; returns its final status and reason."""
-    run = execution.run_judge_run(_context(), run_id)
+    run = execution.run_judge_run(_context(), run_id, dedicated=True)
     return run.status, run.status_reason
 
 

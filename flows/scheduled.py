@@ -35,7 +35,7 @@ def start_fire(scheduled_experiment_id: str, fire_time: dt.datetime) -> str:
 def run_fire(scheduled_experiment_id: str, experiment_id: str) -> dict[str, object]:
     """Replay (and judge), then verdict, signal and webhooks."""
     ctx = execution.context_for(Settings(), progress_logger(get_run_logger()))
-    experiment = scheduled_runs.run_fire(ctx, scheduled_experiment_id, experiment_id)
+    experiment = scheduled_runs.run_fire(ctx, scheduled_experiment_id, experiment_id, dedicated=True)
     return {"status": experiment.status, "reason": experiment.status_reason, "verdict": experiment.verdict}
 
 

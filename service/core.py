@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import polars as pl
+from pydantic import ValidationError
 
 from engine import execution, judging, responses, runs, scheduled_runs
 from engine.credentials import Credentials, load_credentials
-from engine.errors import ConfigError, Conflict, NotFound, Unavailable
+from engine.errors import ConfigError, Conflict, Forbidden, NotFound, Unavailable
 from engine.experiment import ref_resolver
 from engine.pricing import Catalog, load_catalog
 from engine.results import ROW_COLUMNS, PairStore, page, query_pairs
@@ -32,9 +33,12 @@ from engine.schema import (
     JudgeCreate,
     JudgePreflight,
     JudgeRun,
+    KeyRole,
     LoggingMode,
     Preflight,
     Project,
+    ProjectCreate,
+    ProjectUpdate,
     ProviderCredential,
     RoutingConfigCreate,
     RoutingConfigVersion,
@@ -42,7 +46,7 @@ from engine.schema import (
 )
 from engine.settings import Settings
 from engine.similarity import Histogram, histogram
-from engine.store import Store, new_id, utcnow
+from engine.store import Store, descendants, new_id, utcnow
 
 ProgressFn = Callable[[int, int, float], None]
 
@@ -99,6 +103,27 @@ def _in_scope(project_id: str, project_ids: list[str] | None, what: str, param: 
         raise NotFound(f"{what} {project_id!r} does not exist", param=param)
 
 
+def require_admin(caller: ApiKey | None) -> None:
+    """Caps, keys and credentials need an admin key (``None``: the local operator, who may do anything)."""
+    if caller is not None and caller.role != "admin":
+        raise Forbidden(
+            "this key may run experiments but not manage caps, keys or credentials; use an admin key "
+            "(rehearsal keys create --admin --project ID)",
+            param="Authorization",
+        )
+
+
+def _check_caps(svc: Services, project: Project) -> Project:
+    ceiling = svc.settings.max_spend_cap_usd
+    caps = {"experimentSpendCapUsd": project.experiment_spend_cap_usd, "judgeSpendCapUsd": project.judge_spend_cap_usd}
+    for alias, cap in caps.items():
+        if cap > ceiling:
+            raise ConfigError(
+                f"{alias} {cap:g} is above the ceiling of ${ceiling:g} (REHEARSAL_MAX_SPEND_CAP_USD)", param=alias
+            )
+    return project
+
+
 # projects -------------------------------------------------------------------------
 def create_project(
     svc: Services,
@@ -109,23 +134,32 @@ def create_project(
     judge_spend_cap_usd: float = 20.0,
 ) -> Project:
     """Create a project; ``ConfigError`` when it exists or a setting is invalid."""
-    project = Project.model_validate(
-        {
-            "id": project_id,
-            "logging_mode": logging_mode,
-            "experiment_spend_cap_usd": experiment_spend_cap_usd,
-            "judge_spend_cap_usd": judge_spend_cap_usd,
-            "created_at": utcnow(),
-        }
-    )
-    return svc.store.put_project(project, create=True)
+    values = {
+        "id": project_id,
+        "logging_mode": logging_mode,
+        "experiment_spend_cap_usd": experiment_spend_cap_usd,
+        "judge_spend_cap_usd": judge_spend_cap_usd,
+    }
+    parse_body(ProjectCreate, values)
+    project = Project.model_validate(values | {"created_at": utcnow()})
+    return svc.store.put_project(_check_caps(svc, project), create=True)
 
 
-def update_project(svc: Services, project_id: str, **changes: Any) -> Project:
-    """Change a project's settings (``None`` values are left as they are)."""
-    project = svc.store.get_project(project_id)
-    values = project.model_dump() | {k: v for k, v in changes.items() if v is not None}
-    return svc.store.put_project(Project.model_validate(values), create=False)
+def update_project(svc: Services, project_id: str, *, project_ids: list[str] | None = None, **changes: Any) -> Project:
+    """Change a project's settings (``None`` values are left as they are).
+
+    The stored fields are merged as they are, so an update also repairs a damaged project.
+    """
+    _in_scope(project_id, project_ids, "project", "id")
+    given = {k: v for k, v in changes.items() if v is not None}
+    parse_body(ProjectUpdate, given)
+    values = svc.store.get_project_fields(project_id) | given
+    try:
+        project = Project.model_validate(values)
+    except ValidationError as exc:
+        field = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        raise ConfigError(f"the stored project is damaged ({field}); send {field} to repair it", param=field) from None
+    return svc.store.put_project(_check_caps(svc, project), create=False)
 
 
 def ensure_project(svc: Services, project_id: str) -> Project:
@@ -144,12 +178,15 @@ def get_project(svc: Services, project_id: str, *, project_ids: list[str] | None
 
 def list_projects(svc: Services, *, project_ids: list[str] | None = None) -> list[Project]:
     """The projects in scope, by id."""
-    return [p for p in svc.store.list_projects() if project_ids is None or p.id in project_ids]
+    return svc.store.list_projects(project_ids)
 
 
 # provider credentials ---------------------------------------------------------------
-def create_credential(svc: Services, body: Any, *, project_ids: list[str] | None = None) -> ProviderCredential:
-    """Store a provider credential for a project; its API key is kept and never shown again."""
+def create_credential(
+    svc: Services, body: Any, *, project_ids: list[str] | None = None, caller: ApiKey | None = None
+) -> ProviderCredential:
+    """Store a provider credential for a project; its API key is kept and never shown again (admin keys only)."""
+    require_admin(caller)
     spec: CredentialCreate = parse_body(CredentialCreate, body)
     get_project(svc, spec.project_id, project_ids=project_ids)
     credential = ProviderCredential(
@@ -182,8 +219,11 @@ def list_credentials(
     return svc.store.list_credentials(project_ids)
 
 
-def delete_credential(svc: Services, credential_id: str, *, project_ids: list[str] | None = None) -> None:
-    """Forget a stored credential and its key."""
+def delete_credential(
+    svc: Services, credential_id: str, *, project_ids: list[str] | None = None, caller: ApiKey | None = None
+) -> None:
+    """Forget a stored credential and its key (admin keys only)."""
+    require_admin(caller)
     svc.store.delete_credential(get_credential(svc, credential_id, project_ids=project_ids).id)
 
 
@@ -218,27 +258,50 @@ def get_routing_config(
 
 # management keys --------------------------------------------------------------------
 def create_key(
-    svc: Services, project_ids_wanted: list[str], *, name: str = "", project_ids: list[str] | None = None
+    svc: Services,
+    project_ids_wanted: list[str],
+    *,
+    name: str = "",
+    role: KeyRole = "member",
+    project_ids: list[str] | None = None,
+    caller: ApiKey | None = None,
 ) -> CreatedApiKey:
-    """A new key for existing projects within the caller's scope; the secret is in the answer only."""
+    """A new key for existing projects within the caller's scope; the secret is in the answer only.
+
+    Only admin keys mint keys; the new key is the caller's child, so revoking the caller revokes it.
+    """
+    require_admin(caller)
     for project_id in project_ids_wanted:
         get_project(svc, project_id, project_ids=project_ids)
-    return svc.store.create_api_key(project_ids_wanted, name=name)
+    return svc.store.create_api_key(
+        project_ids_wanted, name=name, role=role, parent_id=caller.id if caller is not None else None
+    )
 
 
 def _key_in_scope(key: ApiKey, project_ids: list[str] | None) -> bool:
     return project_ids is None or (not key.all_projects and set(key.project_ids) <= set(project_ids))
 
 
-def list_keys(svc: Services, *, project_ids: list[str] | None = None) -> list[ApiKey]:
-    """The keys whose projects are all within the caller's scope."""
+def list_keys(svc: Services, *, project_ids: list[str] | None = None, caller: ApiKey | None = None) -> list[ApiKey]:
+    """The keys whose projects are all within the caller's scope (admin keys only)."""
+    require_admin(caller)
     return [k for k in svc.store.list_api_keys() if _key_in_scope(k, project_ids)]
 
 
-def revoke_key(svc: Services, key_id: str, *, project_ids: list[str] | None = None) -> ApiKey:
-    """Revoke a key for good."""
-    if not any(k.id == key_id for k in list_keys(svc, project_ids=project_ids)):
+def revoke_key(
+    svc: Services, key_id: str, *, project_ids: list[str] | None = None, caller: ApiKey | None = None
+) -> ApiKey:
+    """Revoke a key for good, with every key minted from it.
+
+    A key may revoke itself and the keys minted from it; an all-projects key (or the operator) any key.
+    """
+    keys = svc.store.list_api_keys()
+    if not any(k.id == key_id and _key_in_scope(k, project_ids) for k in keys) and (
+        caller is None or key_id != caller.id
+    ):
         raise NotFound(f"key {key_id!r} does not exist", param="id")
+    if caller is not None and not caller.all_projects and key_id not in descendants(keys, caller.id, include_self=True):
+        raise Forbidden("a key may revoke only itself and the keys minted from it", param="id")
     return svc.store.revoke_api_key(key_id)
 
 
@@ -248,6 +311,10 @@ class Launcher(Protocol):
 
     def launch(self, table: str, run_id: str) -> str:
         """Start run ``run_id`` of ``table`` (``experiments`` or ``judge_runs``); return the flow run id."""
+        ...
+
+    def flow_state(self, flow_run_id: str) -> str | None:
+        """The state type of a flow run (``SCHEDULED``, ``RUNNING``, ``CRASHED``, …); ``None`` when unknown."""
         ...
 
 
@@ -308,11 +375,19 @@ def start_run(svc: Services, table: str, run_id: str, start: Callable[[], str]) 
 
 
 def create_experiment(
-    svc: Services, body: Any, *, create_missing_project: bool = False, on_progress: ProgressFn | None = None
+    svc: Services,
+    body: Any,
+    *,
+    create_missing_project: bool = False,
+    on_progress: ProgressFn | None = None,
+    dedicated: bool = False,
 ) -> Experiment:
-    """Validate ``body`` (the ``POST /manage/v1/experiments`` shape) and run it here, to its end."""
+    """Validate ``body`` (the ``POST /manage/v1/experiments`` shape) and run it here, to its end.
+
+    ``dedicated``: this process exists for the run (the CLI), so a cancel or the hard timeout may end it.
+    """
     experiment, planned = _admit_experiment(svc, body, None, create_missing_project)
-    return execution.run_experiment(svc.run_context(on_progress), experiment.id, planned)
+    return execution.run_experiment(svc.run_context(on_progress), experiment.id, planned, dedicated=dedicated)
 
 
 def submit_experiment(
@@ -337,18 +412,24 @@ def preflight_experiment(
     return responses.preflight(spec, project, store=svc.store, catalog=svc.catalog, logs_root=svc.logs_root)
 
 
-def resume_experiment(svc: Services, experiment_id: str, *, on_progress: ProgressFn | None = None) -> Experiment:
+def resume_experiment(
+    svc: Services, experiment_id: str, *, on_progress: ProgressFn | None = None, dedicated: bool = False
+) -> Experiment:
     """Finish an interrupted run here: recorded pairs are kept and never called again."""
     experiment = svc.store.get_experiment(experiment_id)
     if experiment.status not in ("queued", "running"):
         raise Conflict(f"experiment {experiment_id!r} is {experiment.status}; only unfinished runs resume", param="id")
-    return execution.run_experiment(svc.run_context(on_progress), experiment_id)
+    return execution.run_experiment(svc.run_context(on_progress), experiment_id, dedicated=dedicated)
 
 
-def recover_runs(svc: Services, launcher: Launcher, scheduler: Scheduler | None = None) -> list[str]:
-    """After a restart, relaunch unfinished runs that nothing executes (or fail them with a reason).
+def recover_runs(
+    svc: Services, launcher: Launcher, scheduler: Scheduler | None = None, *, at_start: bool = False
+) -> list[str]:
+    """Relaunch unfinished runs that nothing executes any more (or fail them with a reason).
 
-    A scheduled fire goes back to its schedule's deployment, so its verdict, signal and webhooks follow.
+    At a (re)start (``at_start``) and then periodically, so a crashed flow run is resumed without a
+    restart. A scheduled fire goes back to its schedule's deployment, so its verdict, signal and
+    webhooks follow.
     """
 
     def relaunch(table: str, run_id: str) -> None:
@@ -362,7 +443,7 @@ def recover_runs(svc: Services, launcher: Launcher, scheduler: Scheduler | None 
                     return
         start_run(svc, table, run_id, lambda: launcher.launch(table, run_id))
 
-    return execution.recover(svc.store, svc.settings.run_timeout_s, relaunch)
+    return execution.recover(svc.store, svc.settings, relaunch, launcher.flow_state, at_start=at_start)
 
 
 def cancel_experiment(svc: Services, experiment_id: str, *, project_ids: list[str] | None = None) -> Experiment:
@@ -509,10 +590,11 @@ def create_judge_run(
     *,
     project_ids: list[str] | None = None,
     on_progress: ProgressFn | None = None,
+    dedicated: bool = False,
 ) -> JudgeRun:
     """Validate and run a judge eval here, to its end (``POST …/judge``); bad input stores nothing."""
     run, planned = _admit_judge_run(svc, experiment_id, body, project_ids)
-    return execution.run_judge_run(svc.run_context(on_progress), run.id, planned)
+    return execution.run_judge_run(svc.run_context(on_progress), run.id, planned, dedicated=dedicated)
 
 
 def submit_judge_run(

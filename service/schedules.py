@@ -130,8 +130,8 @@ def list_schedules(
 ) -> list[ScheduledExperiment]:
     """Scheduled experiments in scope (optionally of one project, ``active`` or ``paused``), newest first."""
     where, args = _project_filter(svc, project_ids, project_id)
-    bodies = svc.store.list_docs("scheduled_experiments", where, args, order="created_at DESC")
-    schedules = [_live(ScheduledExperiment.model_validate_json(b), scheduler) for b in bodies]
+    stored = svc.store.list_docs("scheduled_experiments", ScheduledExperiment, where, args, order="created_at DESC")
+    schedules = [_live(s, scheduler) for s in stored]
     return [s for s in schedules if status is None or s.status == status]
 
 
@@ -215,14 +215,14 @@ def list_signals(
     if state not in ("open", "resolved", "all"):
         raise ConfigError("state must be open, resolved or all", param="state")
     where, args = _project_filter(svc, project_ids, project_id)
-    signals = [Signal.model_validate_json(b) for b in svc.store.list_docs("signals", where, args)]
+    signals = svc.store.list_docs("signals", Signal, where, args)
     return [s for s in signals if state == "all" or s.state == state]
 
 
 def _signal(svc: Services, key: str, project_ids: list[str] | None) -> Signal:
     missing = NotFound(f"signal {key!r} does not exist", param="signal_key")
     try:
-        signal = Signal.model_validate_json(svc.store.get_doc("signals", key, "signal"))
+        signal = svc.store.get_doc("signals", key, Signal, "signal")
     except NotFound:
         raise missing from None
     if project_ids is not None and signal.project_id not in project_ids:
@@ -262,7 +262,7 @@ def create_webhook(svc: Services, body: Any, *, project_ids: list[str] | None = 
 
 
 def _webhook(svc: Services, webhook_id: str, project_ids: list[str] | None) -> WebhookEndpoint:
-    hook = WebhookEndpoint.model_validate_json(svc.store.get_doc("webhooks", webhook_id, "webhook"))
+    hook = svc.store.get_doc("webhooks", webhook_id, WebhookEndpoint, "webhook")
     if project_ids is not None and hook.project_id not in project_ids:
         raise NotFound(f"webhook {webhook_id!r} does not exist", param="id")
     return hook
@@ -273,7 +273,7 @@ def list_webhooks(
 ) -> list[WebhookEndpoint]:
     """Endpoints in scope (never their secrets)."""
     where, args = _project_filter(svc, project_ids, project_id)
-    return [WebhookEndpoint.model_validate_json(b) for b in svc.store.list_docs("webhooks", where, args)]
+    return svc.store.list_docs("webhooks", WebhookEndpoint, where, args)
 
 
 def delete_webhook(svc: Services, webhook_id: str, *, project_ids: list[str] | None = None) -> WebhookEndpoint:
@@ -288,8 +288,7 @@ def list_deliveries(
 ) -> list[Delivery]:
     """An endpoint's delivery log, newest first."""
     _webhook(svc, webhook_id, project_ids)
-    bodies = svc.store.list_docs("deliveries", "webhook_id = ?", (webhook_id,), order="created_at DESC")
-    return [Delivery.model_validate_json(b) for b in bodies[:limit]]
+    return svc.store.list_docs("deliveries", Delivery, "webhook_id = ?", (webhook_id,), order="created_at DESC")[:limit]
 
 
 def replay_delivery(
@@ -297,7 +296,7 @@ def replay_delivery(
 ) -> Delivery:
     """Send a past delivery's event again (same event id, so receivers can de-duplicate), now."""
     _webhook(svc, webhook_id, project_ids)
-    past = Delivery.model_validate_json(svc.store.get_doc("deliveries", delivery_id, "delivery"))
+    past = svc.store.get_doc("deliveries", delivery_id, Delivery, "delivery")
     if past.webhook_id != webhook_id:
         raise NotFound(f"webhook {webhook_id!r} has no delivery {delivery_id!r}", param="delivery_id")
     now = utcnow()

@@ -11,13 +11,13 @@ from typing import Any
 import polars as pl
 import pytest
 
+import engine.fanout  # noqa: F401  (first: its Ray defaults, loopback and token auth, precede any `import ray`)
 from engine.logs import SCHEMA, write_partitioned
 from engine.pricing import Catalog, load_catalog
 from engine.synth import generate
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 REPO = Path(__file__).resolve().parent.parent

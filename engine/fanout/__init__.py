@@ -7,6 +7,7 @@ actor process that only needs the tracker does not import the HTTP client.
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,14 @@ if TYPE_CHECKING:
     from engine.fanout._ray import ensure_ray
     from engine.fanout._tracker import SpendTracker
     from engine.fanout._worker import CallWorker, Endpoint, Job, Outcome, Price
+
+# Before anything imports Ray (it reads both at import): a cluster this process starts itself (no RAY_ADDRESS)
+# lives on loopback and asks for Ray's token. With the first, Ray gives its node the address 127.0.0.1, which
+# every server of the cluster then binds (GCS, raylet, workers, agents) instead of all interfaces; such a node
+# takes no other machines. The second keeps other local users out too (``ensure_ray`` makes the token file).
+if not os.environ.get("RAY_ADDRESS"):
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 _HOMES = {
     "FanoutOptions": "_driver",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +19,8 @@ class FanoutOptions:
     """How wide to fan out."""
 
     workers: int = 2
-    concurrency: int = 64  # calls in flight per worker
-    batch_size: int = 16
+    concurrency: int = 64  # calls in flight per worker (never more are sent to it)
+    batch_size: int = 8
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -36,6 +35,12 @@ class FanoutReport:
     not_started: int
 
 
+def reserve(tracker: Any, jobs: list[Job]) -> tuple[int, bool]:
+    """Reserve a prefix of ``jobs`` on the tracker: how many may be sent now, and whether a refusal is final."""
+    granted, final = ray.get(tracker.reserve_many.remote([(j.call.pair_id, j.estimate_usd) for j in jobs]))
+    return len(granted), bool(final)
+
+
 def fan_out(
     jobs: Sequence[Job],
     *,
@@ -43,17 +48,16 @@ def fan_out(
     cap_usd: float,
     endpoints: dict[str, Endpoint],
     on_outcomes: Callable[[list[Outcome]], str | None],
-    on_dispatch: Callable[[list[Job], bool], None] | None = None,
+    on_sent: Callable[[list[Job]], None] | None = None,
     options: FanoutOptions | None = None,
 ) -> FanoutReport:
     """Run ``jobs`` on Ray call workers under one spend tracker with cap ``cap_usd``.
 
-    ``on_dispatch(jobs, True)`` sees each batch just before it is sent and
-    ``on_dispatch(jobs, False)`` the jobs the tracker then refused (a crash journal);
-    ``on_outcomes`` receives each finished batch as it arrives (checkpoint,
-    progress) and returns a reason to stop (cancel, auto-cancel, timeout) or
-    ``None`` to go on. After a stop no new batch starts; batches in flight
-    finish and are reported, since their money is spent.
+    The driver reserves each batch on the tracker before it sends it, so exactly the jobs granted are
+    sent: ``on_sent(jobs)`` sees them first (a crash journal), and a job the cap has no room for is never
+    sent. ``on_outcomes`` receives each finished batch as it arrives (checkpoint, progress) and returns a
+    reason to stop (cancel, auto-cancel, timeout) or ``None`` to go on. After a stop no new batch starts;
+    batches in flight finish and are reported, since their money is spent.
     """
     opts = options or FanoutOptions()
     ensure_ray()
@@ -65,54 +69,47 @@ def fan_out(
         )
         for _ in range(opts.workers)
     ]
-    batches = [list(jobs[i : i + opts.batch_size]) for i in range(0, len(jobs), opts.batch_size)]
-    # Twice a worker's concurrency queued, so a batch held up by one slow call does not leave slots idle.
-    per_worker = math.ceil(2 * opts.concurrency / opts.batch_size) + 1
-    in_flight: dict[Any, int] = {}
-    load = [0] * len(workers)
+    # Started before anything is journaled as sent: a call handed to a worker still starting is not yet sent.
+    ray.get([w.__ray_ready__.remote() for w in workers])
+    # A worker gets no more calls than it has slots, so every call sent to it starts at once: the journal
+    # then holds calls that are on the wire, not calls waiting in a queue (which a crash would strand).
+    in_flight: dict[Any, tuple[int, int]] = {}  # result ref -> (worker, calls in the batch)
+    busy = [0] * len(workers)
     stop: str | None = None
     cap_reached = False
-    # Jobs refused only for now wait until some call in flight settles and frees room.
-    waiting: list[Job] = []
-    started = not_started = 0
+    sent = started = 0
     try:
-        while batches or in_flight or waiting:
-            while stop is None and batches and min(load) < per_worker:
-                w = load.index(min(load))
-                batch = batches.pop(0)
-                if on_dispatch is not None:
-                    on_dispatch(batch, True)
-                in_flight[workers[w].run.remote(batch)] = w
-                load[w] += 1
+        while in_flight or (stop is None and sent < len(jobs)):
+            while stop is None and sent < len(jobs):
+                w = busy.index(min(busy))
+                room = min(opts.batch_size, opts.concurrency - busy[w])
+                if room <= 0:
+                    break
+                batch = list(jobs[sent : sent + room])
+                granted, final = reserve(tracker, batch)
+                if granted == 0 and (final or not in_flight):
+                    cap_reached, stop = True, "cap"
+                if granted == 0:
+                    break  # wait for calls in flight to settle and free money (or stop: the cap)
+                if on_sent is not None:
+                    on_sent(batch[:granted])
+                in_flight[workers[w].run.remote(batch[:granted])] = (w, granted)
+                busy[w] += granted
+                sent += granted
+                if granted < len(batch):
+                    break
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5) if in_flight else ([], [])
             for ref in done:
-                load[in_flight.pop(ref)] -= 1
+                w, size = in_flight.pop(ref)
+                busy[w] -= size
                 outcomes: list[Outcome] = ray.get(ref)
-                ran = [o for o in outcomes if o.started]
-                started += len(ran)
-                if on_dispatch is not None and len(ran) < len(outcomes):
-                    on_dispatch([o.job for o in outcomes if not o.started], False)
-                for refused in (o for o in outcomes if not o.started):
-                    if refused.final:
-                        cap_reached, stop = True, stop or "cap"
-                        not_started += 1
-                    else:
-                        waiting.append(refused.job)
-                reason = on_outcomes(ran) if ran else None
-                stop = stop or reason
-                if ran and waiting:
-                    batches.insert(0, waiting)  # room was freed: try them again first
-                    waiting = []
+                started += len(outcomes)
+                stop = stop or on_outcomes(outcomes)
             if not done and stop is None:
                 stop = on_outcomes([])
-            if stop is not None and (batches or waiting):
-                ray.get(tracker.close.remote())
-                not_started += sum(len(b) for b in batches) + len(waiting)
-                batches.clear()
-                waiting = []
         spent = float(ray.get(tracker.snapshot.remote())["spent_usd"])
     finally:
         for handle in workers:
             ray.kill(handle)
         ray.kill(tracker)
-    return FanoutReport(stop, cap_reached, spent, started, not_started)
+    return FanoutReport(stop, cap_reached, spent, started, len(jobs) - sent)

@@ -14,12 +14,9 @@ class SpendTracker:
 
     def __init__(self, cap_usd: float) -> None:
         self.ledger = SpendLedger(cap_usd=cap_usd)
-        self.closed = False
 
     def reserve_many(self, items: list[tuple[str, float]]) -> tuple[list[str], bool]:
         """Grant a prefix of ``items`` that fits under the cap; the flag says whether a refusal is final."""
-        if self.closed:
-            return [], True
         granted = self.ledger.reserve_many(items)
         return granted, self.ledger.exhausted
 
@@ -27,17 +24,9 @@ class SpendTracker:
         """Book actual costs."""
         self.ledger.settle_many(items)
 
-    def release_many(self, keys: list[str]) -> None:
-        """Drop reservations of calls that never started."""
-        self.ledger.release_many(keys)
-
-    def close(self) -> None:
-        """Grant nothing more (cancel, timeout): calls in flight still settle."""
-        self.closed = True
-
     def snapshot(self) -> dict[str, Any]:
         """The ledger's state."""
-        return {**self.ledger.snapshot(), "closed": self.closed}
+        return self.ledger.snapshot()
 
 
 def spend_tracker(name: str, cap_usd: float) -> Any:
@@ -52,15 +41,6 @@ class TrackerClient:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
 
-    async def reserve_many(self, items: list[tuple[str, float]]) -> tuple[list[str], bool]:
-        """One round trip for a whole batch."""
-        granted, final = await self.handle.reserve_many.remote(items)
-        return list(granted), bool(final)
-
     async def settle_many(self, items: list[tuple[str, float]]) -> None:
         """One round trip for a whole batch."""
         await self.handle.settle_many.remote(items)
-
-    async def release_many(self, keys: list[str]) -> None:
-        """One round trip for a whole batch."""
-        await self.handle.release_many.remote(keys)

@@ -49,24 +49,16 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A job's result and cost.
-
-    ``started`` is false when the tracker had no room for it: for good when
-    ``final`` (the cap is reached or the run closed), else only until calls in
-    flight settle.
-    """
+    """A sent job's result and what it cost."""
 
     job: Job
-    result: ChatResult | None
+    result: ChatResult
     cost_usd: float
-    started: bool
-    final: bool = False
 
 
 class Tracker(Protocol):
     """What a worker needs from the spend tracker."""
 
-    async def reserve_many(self, items: list[tuple[str, float]]) -> tuple[list[str], bool]: ...
     async def settle_many(self, items: list[tuple[str, float]]) -> None: ...
 
 
@@ -89,7 +81,7 @@ class RateLimiter:
 
 
 class CallWorker:
-    """Runs batches of jobs; reserves a batch before starting it and settles it after."""
+    """Runs batches of jobs (reserved by the driver before they were sent) and settles each batch after."""
 
     def __init__(
         self,
@@ -122,18 +114,14 @@ class CallWorker:
                 await limiter.wait()
             result = await self._provider(job.endpoint).complete(job.call)
         cost = job.price.cost(result.input_tokens, result.cached_input_tokens, result.output_tokens)
-        return Outcome(job, result, cost, True)
+        return Outcome(job, result, cost)
 
     async def run(self, jobs: list[Job]) -> list[Outcome]:
-        """Reserve the batch, run what was granted concurrently, settle, and return every job's outcome."""
-        keys, final = await self.tracker.reserve_many([(j.call.pair_id, j.estimate_usd) for j in jobs])
-        granted = set(keys)
-        started = [j for j in jobs if j.call.pair_id in granted]
-        outcomes = await asyncio.gather(*(self._one(j) for j in started))
+        """Run the (reserved) batch concurrently, settle it, and return every job's outcome."""
+        outcomes = list(await asyncio.gather(*(self._one(j) for j in jobs)))
         if outcomes:
             await self.tracker.settle_many([(o.job.call.pair_id, o.cost_usd) for o in outcomes])
-        refused = [Outcome(j, None, 0.0, False, final) for j in jobs if j.call.pair_id not in granted]
-        return [*outcomes, *refused]
+        return outcomes
 
     async def close(self) -> None:
         """Close every client."""

@@ -6,21 +6,21 @@ from typing import Any
 
 from pydantic import Field
 
-from engine.routing._base import Policy, PolicyConfig, Route, combine, register
+from engine.routing._base import MAX_ITEMS, Policy, PolicyConfig, Route, combine, register
 from engine.routing._context import RoutingContext
 
 
 class Variant(PolicyConfig):
     """One arm of the test."""
 
-    weight: float = Field(gt=0, description="Relative share of traffic (normalised over all variants).")
+    weight: float = Field(gt=0, le=1e6, description="Relative share of traffic (normalised over all variants).")
     config: Any = Field(description="A nested route: {model}, {policy, config} or '@slug'.")
 
 
 class ABTestConfig(PolicyConfig):
     """Weighted split over nested routes."""
 
-    variants: list[Variant] = Field(min_length=1)
+    variants: list[Variant] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 @register

@@ -15,6 +15,12 @@ from engine.routing._context import RoutingContext
 
 #: Resolves ``@slug`` / ``@slug:version`` to a saved ``(policy, config)``.
 RefResolver = Callable[[str], tuple[str, dict[str, Any]]]
+#: How deep routes may nest (inline or through saved ``@slug`` configs, which may otherwise refer in a cycle).
+MAX_NESTING = 12
+#: The most entries in one list of a policy config (variants, rules, steps, attempts, models).
+MAX_ITEMS = 64
+#: Longest model or credential name.
+NAME_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class Route:
 class PolicyConfig(BaseModel):
     """Base of every policy's config model: unknown keys are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Policy(ABC):
@@ -47,10 +53,11 @@ class Policy(ABC):
     #: The pydantic model of ``candidateConfig``.
     config_model: ClassVar[type[PolicyConfig]]
 
-    def __init__(self, config: PolicyConfig, *, param: str, resolve: RefResolver | None) -> None:
+    def __init__(self, config: PolicyConfig, *, param: str, resolve: RefResolver | None, depth: int = 0) -> None:
         self.config = config
         self.param = param
         self.resolve = resolve
+        self.depth = depth
 
     @abstractmethod
     def route(self, ctx: RoutingContext) -> Route:
@@ -66,7 +73,7 @@ class Policy(ABC):
 
     def nested(self, raw: Any, param: str) -> Policy:
         """Build a nested config (``{model}``, ``{policy, config}`` or ``"@slug"``)."""
-        return build_nested(raw, param=param, resolve=self.resolve)
+        return build_nested(raw, param=param, resolve=self.resolve, depth=self.depth + 1)
 
 
 _REGISTRY: dict[str, type[Policy]] = {}
@@ -96,9 +103,17 @@ def _describe(exc: ValidationError, param: str) -> ConfigError:
 
 
 def build_policy(
-    name: str, config: Mapping[str, Any] | None, *, param: str = "candidateConfig", resolve: RefResolver | None = None
+    name: str,
+    config: Mapping[str, Any] | None,
+    *,
+    param: str = "candidateConfig",
+    resolve: RefResolver | None = None,
+    depth: int = 0,
 ) -> Policy:
-    """Validate ``config`` for policy ``name`` and build it; ``ConfigError`` names the field."""
+    """Validate ``config`` for policy ``name`` and build it; ``ConfigError`` names the field.
+
+    ``depth`` is how deep this route sits inside another; past ``MAX_NESTING`` it is refused.
+    """
     name_param = {"candidateConfig": "candidatePolicy", "config": "policy"}.get(param, param)
     if name in _REFUSED:
         raise ConfigError(_REFUSED[name], param=name_param)
@@ -113,25 +128,33 @@ def build_policy(
         parsed = cls.config_model.model_validate(dict(config))
     except ValidationError as exc:
         raise _describe(exc, param) from None
-    return cls(parsed, param=param, resolve=resolve)
+    return cls(parsed, param=param, resolve=resolve, depth=depth)
 
 
-def build_nested(raw: Any, *, param: str, resolve: RefResolver | None) -> Policy:
+def build_nested(raw: Any, *, param: str, resolve: RefResolver | None, depth: int) -> Policy:
     """A nested route: ``{"model": …}``, ``{"policy": …, "config": …}`` or ``"@slug[:version]"``."""
+    if depth > MAX_NESTING:
+        raise ConfigError(
+            f"{param}: routes nest more than {MAX_NESTING} levels deep (saved configs that refer to each other "
+            "in a cycle do this too)",
+            param=param,
+        )
     if isinstance(raw, str):
         if not raw.startswith("@"):
             raise ConfigError(f"{param}: a string route must name a saved config as '@slug'", param=param)
         if resolve is None:
             raise ConfigError(f"{param}: saved config {raw!r} cannot be resolved here", param=param)
         policy, config = resolve(raw[1:])
-        return build_policy(policy, config, param=param, resolve=resolve)
+        return build_policy(policy, config, param=param, resolve=resolve, depth=depth)
     if isinstance(raw, Mapping) and "policy" in raw:
         extra = set(raw) - {"policy", "config"}
         if extra:
             raise ConfigError(f"{param}: unexpected key(s) {sorted(extra)}", param=param)
-        return build_policy(str(raw["policy"]), raw.get("config") or {}, param=f"{param}.config", resolve=resolve)
+        return build_policy(
+            str(raw["policy"]), raw.get("config") or {}, param=f"{param}.config", resolve=resolve, depth=depth
+        )
     if isinstance(raw, Mapping) and "model" in raw:
-        return build_policy("single", raw, param=param, resolve=resolve)
+        return build_policy("single", raw, param=param, resolve=resolve, depth=depth)
     raise ConfigError(f"{param}: expected {{'model': …}}, {{'policy': …, 'config': …}} or '@slug'", param=param)
 
 

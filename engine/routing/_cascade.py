@@ -5,23 +5,26 @@ from __future__ import annotations
 import polars as pl
 from pydantic import Field, model_validator
 
-from engine.routing._base import Policy, PolicyConfig, Route, register
+from engine.routing._base import NAME_MAX, Policy, PolicyConfig, Route, register
 from engine.routing._context import RoutingContext
 from engine.routing._expr import compile_condition
+
+#: Most steps of one cascade (each escalation nests the route's expressions one level deeper).
+MAX_STEPS = 16
 
 
 class Step(PolicyConfig):
     """One model of the cascade and when to move past it."""
 
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=NAME_MAX)
     escalate_if: str | None = Field(None, description="Rule over row fields; true moves the row to the next step.")
-    provider_credential_id: str | None = None
+    provider_credential_id: str | None = Field(None, max_length=NAME_MAX)
 
 
 class CascadeConfig(PolicyConfig):
     """Steps from cheapest to strongest; every step but the last needs ``escalate_if``."""
 
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
 
     @model_validator(mode="after")
     def _conditions(self) -> CascadeConfig:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from engine.routing._base import Policy, PolicyConfig, Route, combine, keep_actual, register
+from engine.routing._base import MAX_ITEMS, Policy, PolicyConfig, Route, combine, keep_actual, register
 from engine.routing._context import RoutingContext
 from engine.routing._expr import compile_condition
 
@@ -32,7 +32,7 @@ class Rule(PolicyConfig):
 class CustomRulesConfig(PolicyConfig):
     """Rules tried in order; the first whose condition holds routes the row."""
 
-    rules: list[Rule] = Field(min_length=1)
+    rules: list[Rule] = Field(min_length=1, max_length=MAX_ITEMS)
 
     @field_validator("rules")
     @classmethod

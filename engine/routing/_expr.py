@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +46,11 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
+#: Bounds that keep compiling and evaluating a rule cheap: characters, nesting, terms and digits.
+MAX_RULE_CHARS = 2000
+MAX_DEPTH = 24
+MAX_TERMS = 100
+MAX_NUMBER_DIGITS = 15
 _KEYWORDS = {"and", "or", "not", "in", "contains", "startswith", "endswith", "matches", "true", "false", "null"}
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="}
 
@@ -103,6 +109,25 @@ class _Parser:
         self.tokens = _tokenize(source)
         self.i = 0
         self.columns: set[str] = set()
+        self.depth = 0
+        self.terms = 0
+
+    @contextmanager
+    def nested(self) -> Iterator[None]:
+        """One level deeper (parentheses, lists, ``not``, unary minus): bounded, so no input recurses far."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ValueError(f"the rule nests deeper than {MAX_DEPTH} levels")
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    def term(self) -> None:
+        """Count one operand of ``and``/``or``/arithmetic."""
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise ValueError(f"the rule has more than {MAX_TERMS} terms; split it into several rules")
 
     @property
     def tok(self) -> _Tok:
@@ -129,6 +154,7 @@ class _Parser:
         left = self.and_()
         while self.at("or"):
             self.take()
+            self.term()
             left = _Val("bool", _bool(left) | _bool(self.and_()))
         return left
 
@@ -136,13 +162,15 @@ class _Parser:
         left = self.not_()
         while self.at("and"):
             self.take()
+            self.term()
             left = _Val("bool", _bool(left) & _bool(self.not_()))
         return left
 
     def not_(self) -> _Val:
         if self.at("not"):
             self.take()
-            return _Val("bool", ~_bool(self.not_()))
+            with self.nested():
+                return _Val("bool", ~_bool(self.not_()))
         return self.comparison()
 
     def comparison(self) -> _Val:
@@ -169,6 +197,7 @@ class _Parser:
         left = operand()
         while self.at(*ops):
             op = self.take().text
+            self.term()
             right = operand()
             _need(left, "num", op)
             _need(right, "num", op)
@@ -184,7 +213,8 @@ class _Parser:
     def unary(self) -> _Val:
         if self.at("-"):
             self.take()
-            value = self.unary()
+            with self.nested():
+                value = self.unary()
             _need(value, "num", "-")
             return _Val("num", -value.expr, None if value.literal is None else -value.literal, value.is_literal)  # type: ignore[operator]
         return self.primary()
@@ -192,6 +222,8 @@ class _Parser:
     def primary(self) -> _Val:
         tok = self.take()
         if tok.kind == "num":
+            if len(tok.text.replace(".", "")) > MAX_NUMBER_DIGITS:
+                raise ValueError(f"numbers have at most {MAX_NUMBER_DIGITS} digits (at {tok.pos})")
             number = float(tok.text) if "." in tok.text else int(tok.text)
             return _Val("num", pl.lit(number), number, True)
         if tok.kind == "str":
@@ -208,21 +240,27 @@ class _Parser:
             self.columns |= columns
             return _Val(kind, expr)
         if tok.text == "(":
-            value = self.or_()
+            with self.nested():
+                value = self.or_()
             self.take(")")
             return value
         if tok.text == "[":
-            items: list[object] = []
-            while not self.at("]"):
-                item = self.unary()
-                if not item.is_literal:
-                    raise ValueError(f"list items must be literals (at {tok.pos})")
-                items.append(item.literal)
-                if not self.at("]"):
-                    self.take(",")
-            self.take("]")
-            return _Val("list", pl.lit(None), items, True)
+            with self.nested():
+                return self.list_literal(tok)
         raise ValueError(f"unexpected {tok.text or 'end of rule'!r} at {tok.pos}")
+
+    def list_literal(self, tok: _Tok) -> _Val:
+        """``[literal, …]`` after its opening bracket."""
+        items: list[object] = []
+        while not self.at("]"):
+            item = self.unary()
+            if not item.is_literal:
+                raise ValueError(f"list items must be literals (at {tok.pos})")
+            items.append(item.literal)
+            if not self.at("]"):
+                self.take(",")
+        self.take("]")
+        return _Val("list", pl.lit(None), items, True)
 
 
 def _need(value: _Val, kind: Kind, op: str) -> None:
@@ -279,22 +317,38 @@ def _string_test(left: _Val, op: str, right: _Val) -> _Val:
     elif op == "endswith":
         test = left.expr.str.ends_with(pattern)
     else:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+        check_regex(pattern)
         test = left.expr.str.contains(pattern)
     return _Val("bool", test.fill_null(False))
+
+
+def check_regex(pattern: str) -> None:
+    """Refuse a pattern the engine that runs it (Polars' Rust ``regex``) cannot compile: ``ValueError``.
+
+    Python's ``re`` accepts look-arounds and back-references that Polars refuses, so it cannot be the judge.
+    """
+    try:
+        pl.Series("probe", [""], dtype=pl.String).str.contains(pattern)
+    except pl.exceptions.PolarsError as exc:
+        # The engine's message: "regex parse error: … error: <why>", then where the expression was.
+        text = str(exc).split("This error occurred", 1)[0].strip()
+        reason = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("error:")), text.splitlines()[0])
+        raise ValueError(f"bad regular expression {pattern!r}: {reason.removeprefix('error: ')}") from None
 
 
 def compile_condition(source: str, *, param: str) -> Compiled:
     """Parse a rule condition into a boolean Polars expression (null rows read as false)."""
     if not isinstance(source, str) or not source.strip():
         raise ConfigError("a rule condition must be a non-empty string", param=param)
+    if len(source) > MAX_RULE_CHARS:
+        raise ConfigError(
+            f"a rule condition has at most {MAX_RULE_CHARS:,} characters, got {len(source):,}", param=param
+        )
     try:
         parser = _Parser(source)
         value = parser.parse()
         expr = _bool(value)
     except ValueError as exc:
-        raise ConfigError(f"invalid rule {source!r}: {exc}", param=param) from None
+        shown = source if len(source) <= 80 else source[:77] + "..."
+        raise ConfigError(f"invalid rule {shown!r}: {exc}", param=param) from None
     return Compiled(expr.fill_null(False), frozenset(parser.columns))

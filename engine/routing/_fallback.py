@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 from pydantic import Field
 
-from engine.routing._base import Policy, PolicyConfig, Route, register
+from engine.routing._base import MAX_ITEMS, NAME_MAX, Policy, PolicyConfig, Route, register
 from engine.routing._context import RoutingContext
 
 DEFAULT_RETRY_ON = ["rate_limit", "server_error", "timeout"]
@@ -14,16 +14,16 @@ DEFAULT_RETRY_ON = ["rate_limit", "server_error", "timeout"]
 class Attempt(PolicyConfig):
     """One model in the chain."""
 
-    model: str = Field(min_length=1)
-    timeout_ms: float | None = Field(None, gt=0, description="Give up on this attempt after this long.")
+    model: str = Field(min_length=1, max_length=NAME_MAX)
+    timeout_ms: float | None = Field(None, gt=0, le=3_600_000, description="Give up on this attempt after this long.")
     provider_credential_id: str | None = None
 
 
 class FallbackConfig(PolicyConfig):
     """Ordered attempts and the error types that move on to the next one."""
 
-    attempts: list[Attempt] = Field(min_length=1)
-    retry_on: list[str] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
+    attempts: list[Attempt] = Field(min_length=1, max_length=MAX_ITEMS)
+    retry_on: list[str] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON), max_length=MAX_ITEMS)
 
 
 @register

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Annotated
 
 import polars as pl
 from pydantic import Field
 
 from engine.errors import ConfigError
-from engine.routing._base import Policy, PolicyConfig, Route, register
+from engine.routing._base import MAX_ITEMS, NAME_MAX, Policy, PolicyConfig, Route, register
 from engine.routing._context import RoutingContext
 
 
 class CostOptimizedConfig(PolicyConfig):
     """Cheapest allowed model per row."""
 
-    allowed_models: list[str] = Field(min_length=1)
+    allowed_models: list[Annotated[str, Field(max_length=NAME_MAX)]] = Field(min_length=1, max_length=MAX_ITEMS)
     quality_tier: int | None = Field(
         None, ge=1, le=3, description="Only models at this catalog tier or better (1 = frontier)."
     )
@@ -24,7 +25,7 @@ class CostOptimizedConfig(PolicyConfig):
 class LatencyOptimizedConfig(PolicyConfig):
     """Fastest allowed model per row."""
 
-    allowed_models: list[str] = Field(min_length=1)
+    allowed_models: list[Annotated[str, Field(max_length=NAME_MAX)]] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class _Argmin(Policy):

@@ -5,15 +5,15 @@ from __future__ import annotations
 import polars as pl
 from pydantic import Field
 
-from engine.routing._base import Policy, PolicyConfig, Route, register
+from engine.routing._base import NAME_MAX, Policy, PolicyConfig, Route, register
 from engine.routing._context import RoutingContext
 
 
 class SingleConfig(PolicyConfig):
     """Send all traffic to one model."""
 
-    model: str = Field(min_length=1, description="Model that serves every request.")
-    provider_credential_id: str | None = Field(None, description="Credential used for real calls.")
+    model: str = Field(min_length=1, max_length=NAME_MAX, description="Model that serves every request.")
+    provider_credential_id: str | None = Field(None, max_length=NAME_MAX, description="Credential used for real calls.")
 
 
 @register

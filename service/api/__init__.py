@@ -24,10 +24,12 @@ from service.api import (
 )
 from service.api._errors import install
 from service.api._idempotency import IdempotencyMiddleware
+from service.api._limits import BodyLimits, CatchAll
 from service.core import Launcher, Services
 from service.schedules import Scheduler
 
 log = logging.getLogger("rehearsal.webhooks")
+runs_log = logging.getLogger("rehearsal.runs")
 
 API_DESCRIPTION = """Rehearse a routing change on real traffic before production sees it.
 
@@ -46,6 +48,18 @@ def _dispatch(services: Services, stop: threading.Event) -> None:
                 log.info("webhook delivery %s: %s after %d attempts", delivery.id, delivery.status, delivery.attempts)
         except Exception:
             log.exception("webhook dispatch failed; retrying")
+
+
+def _watch_runs(services: Services, launcher: Launcher, app: FastAPI, stop: threading.Event) -> None:
+    """Resume (or fail) runs whose process died, e.g. a crashed flow run, without waiting for a restart."""
+    from service.core import recover_runs
+
+    while not stop.wait(services.settings.run_watch_s):
+        try:
+            for line in recover_runs(services, launcher, getattr(app.state, "scheduler", None)):
+                runs_log.warning("recovered %s", line)
+        except Exception:
+            runs_log.exception("watching runs failed; retrying")
 
 
 def _document_errors_as_answered(app: FastAPI) -> None:
@@ -69,18 +83,24 @@ def _document_errors_as_answered(app: FastAPI) -> None:
 def create_app(services: Services, launcher: Launcher, scheduler: Scheduler | None = None) -> FastAPI:
     """The API over ``services``; runs start through ``launcher``, schedules live in ``scheduler`` (Prefect).
 
-    While the app runs, a background thread sends webhook deliveries when they are due, so retries
-    survive restarts (their schedule is in the store).
+    While the app runs, background threads send webhook deliveries when they are due, so retries
+    survive restarts (their schedule is in the store), and watch the runs' leases, so a run whose
+    process died is resumed (or failed with a reason) within ``run_watch_s`` plus a lease check.
     """
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        dispatcher = threading.Thread(target=_dispatch, args=(services, stop), name="webhooks", daemon=True)
-        dispatcher.start()
+        threads = [
+            threading.Thread(target=_dispatch, args=(services, stop), name="webhooks", daemon=True),
+            threading.Thread(target=_watch_runs, args=(services, launcher, app, stop), name="runs", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
         yield
         stop.set()
-        dispatcher.join(10)
+        for thread in threads:
+            thread.join(10)
 
     app = FastAPI(title="rehearsal", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
     app.state.services = services
@@ -104,6 +124,8 @@ def create_app(services: Services, launcher: Launcher, scheduler: Scheduler | No
     app.include_router(router)  # the dashboard's pages under /
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(IdempotencyMiddleware, store=lambda: services.store)
+    app.add_middleware(BodyLimits)  # outside idempotency: nothing unbounded is fingerprinted or stored
+    app.add_middleware(CatchAll)  # outermost of ours
     _document_errors_as_answered(app)
 
     @app.get("/healthz", tags=["health"])

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.store import Store
 from service.api._errors import error_response
+from service.api._limits import read_body, replaying
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 MAX_KEY_LENGTH = 255
@@ -52,7 +53,7 @@ class IdempotencyMiddleware:
         if caller is None:
             return await self.app(scope, receive, send)  # the route answers 401
 
-        body = await _read_body(receive)
+        body = await read_body(receive)  # BodyLimits, outside, has bounded it already
         request_id = b"\n".join(
             [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), _canonical(body)]
         )
@@ -60,15 +61,6 @@ class IdempotencyMiddleware:
         state, status, saved = await run_in_threadpool(store.idempotency_begin, caller.id, idem, fingerprint)
         if state != "new":
             return await _answer_reserved(state, status, saved)(scope, receive, send)
-
-        sent_body = False
-
-        async def replay_receive() -> Message:
-            nonlocal sent_body
-            if not sent_body:
-                sent_body = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
         seen_status = [500]
         chunks: list[bytes] = []
@@ -82,7 +74,7 @@ class IdempotencyMiddleware:
 
         keep = False
         try:
-            await self.app(scope, replay_receive, capture)
+            await self.app(scope, replaying(body, receive), capture)
             keep = 200 <= seen_status[0] < 300
         finally:
             text = _without_secrets(b"".join(chunks).decode()) if keep else None
@@ -112,15 +104,6 @@ def _canonical(body: bytes) -> bytes:
         return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
     except ValueError:
         return body
-
-
-async def _read_body(receive: Receive) -> bytes:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body", False):
-            return body
 
 
 def _answer_reserved(state: str, status: int | None, saved: str | None) -> Response:

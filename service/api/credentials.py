@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from engine.schema import CredentialCreate, ProviderCredential
 from service import core
-from service.api._deps import Scope, Svc
+from service.api._deps import Caller, Scope, Svc
 from service.api._models import ERRORS, Data, Page, page_of
 
 router = APIRouter(prefix="/manage/v1/provider-credentials", tags=["provider credentials"], responses=ERRORS)
@@ -16,9 +16,9 @@ CredentialId = Annotated[str, Path(description="The credential's id (pc_…).")]
 
 
 @router.post("", status_code=201, response_model=Data[ProviderCredential])
-def create(spec: CredentialCreate, svc: Svc, scope: Scope) -> dict[str, Any]:
-    """Store an OpenAI-compatible endpoint and its key; experiments name it as ``provider_credential_id``."""
-    return {"data": core.create_credential(svc, spec.model_dump(), project_ids=scope)}
+def create(spec: CredentialCreate, svc: Svc, scope: Scope, caller: Caller) -> dict[str, Any]:
+    """Store an OpenAI-compatible endpoint and its key (admin keys); runs name it as ``provider_credential_id``."""
+    return {"data": core.create_credential(svc, spec.model_dump(), project_ids=scope, caller=caller)}
 
 
 @router.get("", response_model=Page[ProviderCredential])
@@ -36,7 +36,7 @@ def get(credential_id: CredentialId, svc: Svc, scope: Scope) -> dict[str, Any]:
 
 
 @router.delete("/{credential_id}", status_code=204, response_class=Response)
-def delete(credential_id: CredentialId, svc: Svc, scope: Scope) -> Response:
-    """Forget a credential and its key."""
-    core.delete_credential(svc, credential_id, project_ids=scope)
+def delete(credential_id: CredentialId, svc: Svc, scope: Scope, caller: Caller) -> Response:
+    """Forget a credential and its key (admin keys)."""
+    core.delete_credential(svc, credential_id, project_ids=scope, caller=caller)
     return Response(status_code=204)

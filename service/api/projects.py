@@ -44,7 +44,7 @@ def get(project_id: ProjectId, svc: Svc, scope: Scope) -> dict[str, Any]:
 
 
 @router.patch("/{project_id}", response_model=Data[Project])
-def update(project_id: ProjectId, spec: ProjectUpdate, svc: Svc, scope: Scope) -> dict[str, Any]:
-    """Change the logging mode or a spend cap; fields not sent stay as they are."""
-    core.get_project(svc, project_id, project_ids=scope)
-    return {"data": core.update_project(svc, project_id, **spec.model_dump())}
+def update(project_id: ProjectId, spec: ProjectUpdate, svc: Svc, scope: Scope, caller: Caller) -> dict[str, Any]:
+    """Change the logging mode or a spend cap (admin keys; caps up to the configured ceiling); others stay."""
+    core.require_admin(caller)
+    return {"data": core.update_project(svc, project_id, project_ids=scope, **spec.model_dump())}

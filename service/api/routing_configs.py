@@ -36,7 +36,7 @@ def get(
     slug: str,
     svc: Svc,
     scope: Scope,
-    version: Annotated[int | None, Query(ge=1, description="A version; the latest when omitted.")] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**53, description="A version; the latest when omitted.")] = None,
 ) -> dict[str, Any]:
     """One version of a routing config; candidates can refer to it as ``@slug`` or ``@slug:version``."""
     return {"data": core.get_routing_config(svc, project_id, slug, version, project_ids=scope)}

@@ -13,7 +13,7 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.errors import ConfigError, RehearsalError
-from engine.schema import Experiment, Preflight, RoutingConfigVersion
+from engine.schema import JSON_MAX_DEPTH, Experiment, Preflight, RoutingConfigVersion, json_problem
 from engine.similarity import Histogram
 from service import core
 from service.cli._common import (
@@ -39,11 +39,15 @@ app = typer.Typer(help="Run and inspect experiments.", no_args_is_help=True)
 def read_spec(path: Path) -> Any:
     """A JSON or YAML spec file (the ``POST /manage/v1/experiments`` body)."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read spec {path}: {exc.strerror}", param="SPEC") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"spec {path} is not a text file (JSON or YAML in UTF-8)", param="SPEC") from None
     try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        body = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"spec {path} nests deeper than {JSON_MAX_DEPTH} levels", param="SPEC") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"spec {path} is not valid JSON: {exc}", param="SPEC") from None
     except yaml.YAMLError as exc:
@@ -51,6 +55,11 @@ def read_spec(path: Path) -> Any:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "parse error"
         raise ConfigError(f"spec {path} is not valid YAML{where}: {problem}", param="SPEC") from None
+    problem = json_problem(body)
+    if problem is not None:
+        message, param = problem
+        raise ConfigError(f"spec {path}: {message}", param=param or "SPEC")
+    return body
 
 
 SpecArg = Annotated[Path, typer.Argument(help="JSON or YAML file: the POST /manage/v1/experiments body.")]
@@ -118,10 +127,12 @@ def run_here(spec: Path, logs: str | None, pricing: Path | None, credentials: Pa
     body = read_spec(spec)
     if isinstance(body, dict) and body.get("mode") == "with_responses":
         with progress_bar("pairs") as report:
-            experiment = core.create_experiment(svc, body, create_missing_project=True, on_progress=report)
+            experiment = core.create_experiment(
+                svc, body, create_missing_project=True, on_progress=report, dedicated=True
+            )
     else:
         with err.status("replaying window…"):
-            experiment = core.create_experiment(svc, body, create_missing_project=True)
+            experiment = core.create_experiment(svc, body, create_missing_project=True, dedicated=True)
     emit(experiment, json_, comparison)
 
 
@@ -185,7 +196,7 @@ def resume(
     """Finish an interrupted with-responses run; pairs already recorded are not called (or paid) again."""
     svc = services(logs, None, credentials)
     with progress_bar("pairs") as report:
-        experiment = core.resume_experiment(svc, experiment_id, on_progress=report)
+        experiment = core.resume_experiment(svc, experiment_id, on_progress=report, dedicated=True)
     emit(experiment, json_, comparison)
 
 

@@ -107,7 +107,9 @@ def run(
     body = _body(model, rubric, high, mild, major, order, credential, spend_cap)
     if not server:
         with progress_bar("judge calls") as report:
-            result = core.create_judge_run(services(credentials=credentials), experiment_id, body, on_progress=report)
+            result = core.create_judge_run(
+                services(credentials=credentials), experiment_id, body, on_progress=report, dedicated=True
+            )
         emit(result, json_, judge_run_view)
         return
     with remote(server, credentials=credentials) as api:

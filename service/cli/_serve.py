@@ -20,24 +20,33 @@ def keys_create(
     project: Annotated[
         list[str] | None, typer.Option("--project", help="A project the key may use (repeatable).")
     ] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="May also change the projects' caps, keys and credentials.")
+    ] = False,
     all_projects: Annotated[
-        bool, typer.Option("--all-projects", help="An admin key: every project, and may create projects.")
+        bool, typer.Option("--all-projects", help="An admin key for every project, which may create projects.")
     ] = False,
     name: Annotated[str, typer.Option("--name", help="A label to recognise the key by.")] = "",
     json_: JsonOpt = False,
 ) -> None:
-    """Create a management key and print it once (only its hash is kept). Unseen projects are created."""
+    """Create a management key and print it once (only its hash is kept). Unseen projects are created.
+
+    A key runs experiments, judge runs and schedules of its projects; ``--admin`` also manages their caps,
+    keys and provider credentials.
+    """
     if not project and not all_projects:
         raise ConfigError("give --project ID (repeatable) or --all-projects", param="project")
     svc = services()
     for project_id in project or []:
         core.ensure_project(svc, project_id)
-    key = svc.store.create_api_key(project or [], all_projects=all_projects, name=name)
+    key = svc.store.create_api_key(
+        project or [], all_projects=all_projects, name=name, role="admin" if admin else "member"
+    )
     if json_:
         print_json(key)
         return
     scope = "every project" if all_projects else ", ".join(key.project_ids)
-    err.print(f"Created {key.id} for {scope}. Store it now: it is not shown again.")
+    err.print(f"Created {key.role} key {key.id} for {scope}. Store it now: it is not shown again.")
     out.print(key.key)
 
 
@@ -51,12 +60,12 @@ def keys_list(json_: JsonOpt = False) -> None:
     for k in keys:
         scope = "all projects" if k.all_projects else ", ".join(k.project_ids)
         state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
-        out.print(f"{k.id}  {k.prefix}…  {scope}  {state}  {k.name}")
+        out.print(f"{k.id}  {k.prefix}…  {k.role}  {scope}  {state}  {k.name}")
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, json_: JsonOpt = False) -> None:
-    """Revoke a key for good."""
+    """Revoke a key for good, with every key minted from it."""
     key = services().store.revoke_api_key(key_id)
     if json_:
         print_json(key)
@@ -91,7 +100,7 @@ def serve(
         runner = RunnerThread(poll_seconds=0.5).start()
         try:
             launcher, scheduler = PrefectLauncher(), PrefectScheduler()
-            for line in core.recover_runs(svc, launcher, scheduler):
+            for line in core.recover_runs(svc, launcher, scheduler, at_start=True):
                 err.print(f"recovered {line}", soft_wrap=True)
             ui = embedded.url if embedded else api_url.removesuffix("/api")
             base = f"http://{host}:{port}"

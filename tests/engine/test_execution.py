@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from engine.execution import recover
+from engine.execution import RunGuard, recover
 from engine.schema import Experiment, FiltersSpec
+from engine.settings import Settings
 from engine.store import Store, new_id, this_process, utcnow
 
 
@@ -81,10 +83,11 @@ def test_recovery_relaunches_orphans_skips_live_runs_and_fails_what_it_cannot_re
             raise ConnectionError("orchestrator down")
         relaunched.append((table, run_id))
 
-    lines = recover(store, 1800, relaunch)
+    lines = recover(store, Settings(home=tmp_path, run_timeout_s=1800), relaunch, at_start=True)
     assert relaunched == [("experiments", orphan.id), ("experiments", queued.id)]
     assert store.get_experiment(live.id).status == "running"
-    assert f"{orphan.id}: resumed" in lines and f"{queued.id}: started" in lines
+    assert any(line.startswith(f"{orphan.id}: resumed (the process executing it") for line in lines)
+    assert any(line.startswith(f"{queued.id}: started") for line in lines)
     failed = store.get_experiment(expired.id)
     assert failed.status == "failed" and "hard timeout (30 min)" in (failed.status_reason or "")
     failed = store.get_experiment(refused.id)
@@ -96,3 +99,71 @@ def test_no_lease_is_not_live(lease: str | None) -> None:
     from engine.store import lease_is_live
 
     assert not lease_is_live(lease)
+
+
+def _flow_run(store: Store, run: Experiment, flow_run_id: str) -> None:
+    store.set_flow_run("experiments", run.id, flow_run_id)
+
+
+def test_the_watch_resumes_a_crashed_run_leaves_queued_ones_and_gives_up_after_max_recoveries(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    settings = Settings(home=tmp_path, max_recoveries=2)
+    crashed, pending, never_started = (
+        _experiment(store),
+        _experiment(store, status="queued"),
+        _experiment(store, status="queued"),
+    )
+    _set_lease(store, crashed.id, _dead_lease())
+    _flow_run(store, pending, "fr-pending")
+    _flow_run(store, never_started, "fr-crashed")
+    states = {"fr-pending": "PENDING", "fr-crashed": "CRASHED"}
+    relaunched: list[str] = []
+    lines = recover(store, settings, lambda _t, run_id: relaunched.append(run_id), states.get)
+    assert sorted(relaunched) == sorted([crashed.id, never_started.id])  # the pending one waits for its runner
+    assert any(crashed.id in line and "died" in line for line in lines)
+    # The relaunched run's new process dies too, twice: then it is failed, not resumed forever.
+    for _ in range(2):
+        _set_lease(store, crashed.id, _dead_lease())
+        recover(store, settings, lambda _t, run_id: relaunched.append(run_id), states.get)
+    failed = store.get_experiment(crashed.id)
+    assert failed.status == "failed" and "after 2 resumes" in (failed.status_reason or ""), failed.status_reason
+    assert relaunched.count(crashed.id) == 2
+
+
+def test_the_guard_fails_a_run_past_its_hard_timeout(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    run = _experiment(store)
+    assert store.claim_run("experiments", run.id)
+    settings = Settings(home=tmp_path, run_timeout_s=0.3, heartbeat_s=0.05)
+    with RunGuard(store, "experiments", run.id, settings, dedicated=False):
+        time.sleep(0.8)  # work that never checks in (a replay is one Polars query)
+    failed = store.get_experiment(run.id)
+    assert failed.status == "failed" and "hard timeout" in (failed.status_reason or "")
+
+
+GUARDED = """
+import sys, time
+from engine.execution import RunGuard
+from engine.settings import Settings
+from engine.store import Store
+store = Store(sys.argv[1])
+assert store.claim_run("experiments", sys.argv[2])
+print("claimed", flush=True)
+with RunGuard(store, "experiments", sys.argv[2], Settings(cancel_grace_s=0.5, heartbeat_s=0.1), dedicated=True):
+    time.sleep(120)  # work that ignores the cancel (and SIGTERM handlers never run while Polars computes)
+"""
+
+
+def test_a_cancelled_run_that_does_not_stop_ends_its_process_after_the_grace(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    run = _experiment(store)
+    child = subprocess.Popen(
+        [sys.executable, "-c", GUARDED, str(store.path), run.id], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == b"claimed"
+    assert store.cancel_experiment(run.id, "cancelled on request")
+    started = time.monotonic()
+    assert child.wait(30) == 1
+    assert time.monotonic() - started < 10
+    assert b"cancelled" in child.stderr.read() if child.stderr else False
+    assert store.get_experiment(run.id).status == "cancelled"

@@ -35,8 +35,8 @@ def env(tmp_path: Path, log_store: Path, sim: SimServer) -> dict[str, str]:
         "REHEARSAL_RETRY_BACKOFF_S": "0",
         "REHEARSAL_WORKERS": "1",
         "REHEARSAL_CONCURRENCY": "4",
+        "REHEARSAL_RUN_WATCH_S": "1",
         "HF_HUB_OFFLINE": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_AUTH_MODE": "disabled",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }

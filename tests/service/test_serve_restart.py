@@ -1,10 +1,12 @@
-"""``rehearsal serve`` as an operator runs it: embedded Prefect server, a run interrupted by a restart resumes."""
+"""``rehearsal serve`` as an operator runs it: embedded Prefect server, a run interrupted by a restart resumes,
+a run whose flow-run process is killed resumes without a restart, and nothing listens beyond loopback."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ import httpx
 from engine.providers._sim import SimServer
 from service.serve import free_port
 from tests.conftest import STORE_END
+from tests.listeners import beyond_loopback
 
 PROJECT = "demo"
 
@@ -58,6 +61,13 @@ class Serve:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def _lease(env: dict[str, str], path: str) -> int | None:
+    """The pid of the process holding the experiment's lease (its flow-run process), if one does."""
+    with sqlite3.connect(Path(env["REHEARSAL_HOME"]) / "rehearsal.db") as db:
+        row = db.execute("SELECT lease FROM experiments WHERE id = ?", (path.rsplit("/", 1)[-1],)).fetchone()
+    return int(row[0].rpartition(":")[2]) if row and row[0] else None
 
 
 def _get(serve: Serve, key: str, path: str) -> dict[str, Any]:
@@ -103,6 +113,8 @@ def test_a_run_interrupted_by_a_restart_is_resumed_and_pays_no_pair_twice(
             assert time.monotonic() < deadline, "the run did not start calling"
             assert _get(serve, key, path)["status"] in ("queued", "running")
             time.sleep(0.1)
+        # Mid-run: serve, its Prefect server, the flow-run process and its Ray cluster all listen on loopback.
+        assert beyond_loopback(serve.proc.pid) == []
     finally:
         serve.stop()
     interrupted_at = len(sim.calls)
@@ -111,6 +123,13 @@ def test_a_run_interrupted_by_a_restart_is_resumed_and_pays_no_pair_twice(
     serve = Serve(env, port, tmp_path / "serve-2.log")
     try:
         assert "resumed" in serve.log.read_text()
+        # Now kill only the flow-run process executing it: the service resumes it without a restart.
+        deadline = time.monotonic() + 120
+        while (holder := _lease(env, path)) is None or len(sim.calls) < interrupted_at + 20:
+            assert time.monotonic() < deadline, "the resumed run did not start calling"
+            time.sleep(0.1)
+        os.kill(holder, signal.SIGKILL)
+        killed_at = len(sim.calls)
         deadline = time.monotonic() + 180
         while (done := _get(serve, key, path))["status"] in ("queued", "running"):
             assert time.monotonic() < deadline, f"still {done['status']} after the restart"
@@ -121,6 +140,7 @@ def test_a_run_interrupted_by_a_restart_is_resumed_and_pays_no_pair_twice(
         assert "stopping the flow runner" in (tmp_path / log).read_text()
     assert done["status"] == "completed", done["status_reason"]
     assert done["progress"] == {"done": 240, "total": 240}
+    assert len(sim.calls) > killed_at > interrupted_at  # each resumed run made the rest
+    assert any("in flight when an earlier run stopped" in note for note in done["notes"]), done["notes"]
     counts = Counter(call.pair_id for call in sim.calls)
-    assert len(sim.calls) > interrupted_at  # the resumed run made the rest
     assert max(counts.values()) == 1  # no pair was called twice across the restart

@@ -43,11 +43,12 @@ class Served:
     home: Path
     svc: core.Services
     client: TestClient
-    key: str  # proj_abc
-    other_key: str  # proj_other
+    key: str  # proj_abc (admin of it)
+    other_key: str  # proj_other (admin of it)
     admin_key: str  # every project
-    live_key: str  # proj_live (scheduled experiments)
+    live_key: str  # proj_live (scheduled experiments; admin of it)
     sim: SimServer
+    member_key: str  # proj_abc, runs only (no caps, keys or credentials)
 
     def headers(self, key: str | None = None, **extra: str) -> dict[str, str]:
         """Authorization (this env's proj_abc key unless another is given) plus ``extra``."""
@@ -110,15 +111,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             svc = core.open_services(Settings(), logs=str(logs), credentials=credentials)
             for project in (PROJECT, OTHER, LIVE):
                 core.create_project(svc, project)
-            key, other_key, admin_key, live_key = (
-                svc.store.create_api_key([PROJECT]).key,
-                svc.store.create_api_key([OTHER]).key,
+            key, other_key, admin_key, live_key, member_key = (
+                svc.store.create_api_key([PROJECT], role="admin").key,
+                svc.store.create_api_key([OTHER], role="admin").key,
                 svc.store.create_api_key([], all_projects=True).key,
-                svc.store.create_api_key([LIVE]).key,
+                svc.store.create_api_key([LIVE], role="admin").key,
+                svc.store.create_api_key([PROJECT]).key,
             )
             app = create_app(svc, PrefectLauncher())
             with TestClient(app, raise_server_exceptions=False) as client:
-                yield Served(home, svc, client, key, other_key, admin_key, live_key, sim)
+                yield Served(home, svc, client, key, other_key, admin_key, live_key, sim, member_key)
         finally:
             runner.stop()
             for k, v in saved.items():

@@ -528,7 +528,8 @@ def test_only_an_all_projects_key_creates_projects(served: Served) -> None:
 
 
 def test_a_key_secret_is_shown_once_and_never_listed(served: Served) -> None:
-    created = served.client.post(f"{API}/keys", json={"projectIds": [PROJECT], "name": "ci"}, headers=served.headers())
+    body = {"projectIds": [PROJECT], "name": "ci", "role": "admin"}  # an admin key may list keys
+    created = served.client.post(f"{API}/keys", json=body, headers=served.headers())
     assert created.status_code == 201, created.text
     key = created.json()["data"]
     secret = key["key"]
