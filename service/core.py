@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from engine import execution, judging, responses, runs, scheduled_runs
-from engine.credentials import Credentials, load_credentials
+from engine.credentials import Credentials, check_base_url, load_credentials
 from engine.errors import ConfigError, Conflict, NotFound, Unavailable
 from engine.experiment import ref_resolver
 from engine.pricing import Catalog, load_catalog
@@ -152,6 +152,7 @@ def create_credential(svc: Services, body: Any, *, project_ids: list[str] | None
     """Store a provider credential for a project; its API key is kept and never shown again."""
     spec: CredentialCreate = parse_body(CredentialCreate, body)
     get_project(svc, spec.project_id, project_ids=project_ids)
+    check_base_url(spec.base_url, svc.settings.provider_allow_hosts)
     credential = ProviderCredential(
         id=new_id("pc"),
         project_id=spec.project_id,
