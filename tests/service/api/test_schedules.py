@@ -302,7 +302,7 @@ def get_signals(served: Served) -> dict[str, dict[str, Any]]:
         "http://[::1]:9000/hook",
         "http://127.0.0.2/hook",
         "http://[::ffff:127.0.0.2]/hook",
-        "https://hooks.example.com/hook",  # public, but the operator's list has no "*"
+        "https://93.184.216.34/hook",  # public, but the operator's list has no "*"
     ],
 )
 def test_webhooks_outside_the_operators_allow_list_are_refused(served: Served, url: str) -> None:
