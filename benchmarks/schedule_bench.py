@@ -47,7 +47,7 @@ os.environ.update(
 from engine.logs import write_partitioned
 from engine.settings import Settings
 from engine.synth import generate
-from engine.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, send, verify
+from engine.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, check_target, send, verify
 from service import core
 from service.serve import EmbeddedPrefect, export_settings
 
@@ -192,7 +192,11 @@ def main() -> None:
             posts = []
             for _ in range(10):
                 t = time.perf_counter()
-                send(receiver.url, hook.secret, {"id": "evt_ref", "type": "ping", "created_at": "", "data": {}})
+                send(
+                    check_target(receiver.url, ["127.0.0.1"]),
+                    hook.secret,
+                    {"id": "evt_ref", "type": "ping", "created_at": "", "data": {}},
+                )
                 posts.append(time.perf_counter() - t)
         finally:
             runner.stop()

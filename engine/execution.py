@@ -37,14 +37,19 @@ ProgressFn = Callable[[int, int, float], None]
 R = TypeVar("R", Experiment, JudgeRun)
 
 
-def project_credentials(base: Credentials, store: Store, project_id: str) -> Credentials:
-    """The credentials file plus the credentials stored for ``project_id`` through the API."""
+def project_credentials(base: Credentials, store: Store, project_id: str, allow: list[str]) -> Credentials:
+    """The credentials file plus the credentials stored for ``project_id`` through the API.
+
+    Stored ones carry ``allow`` (``REHEARSAL_PROVIDER_ALLOW_HOSTS``): a run checks their base URL
+    again when it resolves them, and calls the address that passed.
+    """
     extra = {
         cred.id: Credential(
             vendor=cred.vendor,
             base_url=cred.base_url,
             rate_limit_rps=cred.rate_limit_rps,
             secret=SecretStr(secret) if secret else None,
+            allow_hosts=list(allow),
         )
         for cred, secret in store.credential_secrets(project_id)
     }
@@ -65,7 +70,7 @@ def context_for(settings: Settings, on_progress: ProgressFn | None = None) -> Ru
 
 def for_project(ctx: RunContext, project_id: str) -> RunContext:
     """``ctx`` with the project's stored credentials added."""
-    creds = project_credentials(ctx.credentials, ctx.store, project_id)
+    creds = project_credentials(ctx.credentials, ctx.store, project_id, ctx.settings.provider_allow_hosts)
     return ctx if creds is ctx.credentials else replace(ctx, credentials=creds)
 
 
@@ -89,7 +94,7 @@ def admit_experiment(
             check_embedder(spec.embedding_model, ctx.catalog)
         planned = responses.plan(spec, store=ctx.store, catalog=ctx.catalog, logs_root=ctx.logs_root)
         models = sorted(set(planned.sample.get_column("route_model").to_list()))
-        credentials = project_credentials(ctx.credentials, ctx.store, project.id)
+        credentials = project_credentials(ctx.credentials, ctx.store, project.id, ctx.settings.provider_allow_hosts)
         responses.endpoints_for(spec, models, ctx.catalog, credentials)  # unknown credential / missing key: refuse now
     experiment = new_experiment(spec).model_copy(update=fields)
     return ctx.store.put_experiment(experiment), planned
@@ -104,7 +109,8 @@ def admit_judge_run(ctx: RunContext, experiment: Experiment, spec: JudgeCreate) 
     cap = judging.validate_judge(spec, project)
     if spec.judge_credential_id is not None:  # an unknown credential or a missing key: refuse before storing
         try:
-            endpoint(project_credentials(ctx.credentials, ctx.store, project.id), spec.judge_credential_id)
+            credentials = project_credentials(ctx.credentials, ctx.store, project.id, ctx.settings.provider_allow_hosts)
+            endpoint(credentials, spec.judge_credential_id)
         except ConfigError as exc:
             raise ConfigError(exc.message, param="judgeCredentialId") from None
     planned = judging.plan_judge(experiment, spec, ctx)

@@ -116,11 +116,16 @@ def fanout_options(settings: Settings) -> FanoutOptions:
 
 
 def endpoint(credentials: Credentials, credential_id: str) -> Endpoint:
-    """The endpoint a credential names (its key read from the environment now)."""
+    """The endpoint a credential names (its key read from the environment now).
+
+    A credential stored through the API has its base URL checked again here; the endpoint
+    then carries the checked target, so the run's calls go to the address that passed.
+    """
     from engine.fanout import Endpoint
 
     credential = credentials.get(credential_id)
-    return Endpoint(credential.base_url, credential.api_key(credential_id), credential.rate_limit_rps)
+    pin = credential.target(credential_id)
+    return Endpoint(credential.base_url, credential.api_key(credential_id), credential.rate_limit_rps, pin)
 
 
 def call_and_record(

@@ -256,8 +256,8 @@ def attempt(store: Store, delivery: Delivery, allow: list[str], first_backoff_s:
     now = utcnow()
     try:
         hook = store.get_doc("webhooks", delivery.webhook_id, WebhookEndpoint, "webhook")
-        check_target(hook.url, allow)
-        code, error = send(hook.url, store.webhook_secret(hook.id), delivery.payload)
+        target = check_target(hook.url, allow)  # resolved once: the send connects to the address checked here
+        code, error = send(target, store.webhook_secret(hook.id), delivery.payload)
     except RehearsalError as exc:
         code, error = None, exc.message
     attempts = delivery.attempts + 1

@@ -5,8 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.errors import ConfigError
+from engine.netpolicy import parse_allow
 
 #: The repository's ``configs/`` folder, where the shipped catalogs live.
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -44,10 +47,30 @@ class Settings(BaseSettings):
     embedding_model: str = Field("all-MiniLM-L6-v2", description="Embedder for similarity.")
     webhook_allow_hosts: list[str] = Field(
         default_factory=lambda: ["*"],
-        description='Webhook target hosts allowed (JSON list; "*" = any public host; internal ones must be listed).',
+        description=(
+            'Webhook targets allowed (JSON list; "*" = any host whose addresses are all public). Hosts, '
+            "*.domains, addresses or networks, each with an optional :port; a listed one may be internal."
+        ),
+    )
+    provider_allow_hosts: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description=(
+            "Base URLs allowed for provider credentials stored through the API (JSON list, same entries as "
+            'webhook_allow_hosts; "*" = public hosts only): list a local model server here. The credentials '
+            "file is trusted and not checked."
+        ),
     )
     webhook_backoff_s: float = Field(30, gt=0, description="Wait before the first webhook retry; doubles per attempt.")
     webhook_dispatch_s: float = Field(5, gt=0, description="How often the service looks for deliveries that are due.")
+
+    @field_validator("webhook_allow_hosts", "provider_allow_hosts")
+    @classmethod
+    def _allow_list(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        try:
+            parse_allow(value, f"REHEARSAL_{(info.field_name or '').upper()}")
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value
 
     @property
     def logs_root(self) -> str:

@@ -1,8 +1,10 @@
-"""Webhooks: endpoints, signed deliveries, retries with backoff, and the target allow-list.
+"""Webhooks: endpoints, signed deliveries, retries with backoff, and the target check.
 
 A delivery's body is ``{"id", "type", "created_at", "data"}``. It is signed
 with HMAC-SHA256 over ``"<unix timestamp>.<raw body>"``; the timestamp goes in
 ``X-Rehearsal-Timestamp`` so receivers can refuse old (replayed) deliveries.
+Each attempt checks the target URL again (``engine.netpolicy``) and connects to
+the address that passed, never to a second DNS answer.
 """
 
 from __future__ import annotations
@@ -10,10 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
-import socket
 import time
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -22,12 +22,15 @@ import httpx
 from pydantic import BaseModel, Field, field_validator
 
 from engine.errors import ConfigError
+from engine.netpolicy import Resolver, Target, check_url, resolve_host
 from engine.schema import NAME_MAX, Body
 
 EventType = Literal["experiment.completed", "experiment.regression_detected"]
 EVENT_TYPES: list[EventType] = ["experiment.completed", "experiment.regression_detected"]
 TIMESTAMP_HEADER = "X-Rehearsal-Timestamp"
 SIGNATURE_HEADER = "X-Rehearsal-Signature"
+#: The setting that lists the webhook targets allowed (``engine.settings.Settings.webhook_allow_hosts``).
+ALLOW_SETTING = "REHEARSAL_WEBHOOK_ALLOW_HOSTS"
 #: Retries go on for up to 24 hours after the first attempt.
 RETRY_WINDOW_S = 24 * 3600.0
 #: Receivers should refuse deliveries whose timestamp is older than this.
@@ -131,50 +134,53 @@ def backoff_s(attempts: int, first_s: float = 30.0) -> float:
     return min(first_s * 2 ** (attempts - 1), 6 * 3600.0)
 
 
-def check_target(url: str, allow: list[str], *, resolve: bool = True) -> None:
-    """Refuse targets that are not allowed: ``ConfigError`` naming ``url``.
+def check_target(url: str, allow: list[str], *, resolve: Resolver = resolve_host) -> Target:
+    """Check a webhook URL against ``allow`` (``REHEARSAL_WEBHOOK_ALLOW_HOSTS``); the target to send to.
 
-    ``allow`` holds host patterns (``hooks.example.com``, ``*.example.com``,
-    ``127.0.0.1``; ``*`` allows any public host). Private, loopback and
-    link-local addresses are refused unless listed explicitly, so a webhook
-    cannot be aimed at internal services by accident.
+    ``ConfigError`` naming ``url`` when it is refused: see ``engine.netpolicy`` for the rule
+    (public addresses only, unless the host, address or network is listed; ``*`` = any public host).
     """
-    host = (urlsplit(url).hostname or "").lower()
-    if any(_matches(host, pattern.lower()) for pattern in allow if pattern != "*"):
-        return
-    if "*" not in allow:
-        raise ConfigError(
-            f"webhook host {host!r} is not in the allow-list (REHEARSAL_WEBHOOK_ALLOW_HOSTS)", param="url"
-        )
-    for address in _addresses(host) if resolve else []:
-        if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved:
+    return check_url(url, allow, setting=ALLOW_SETTING, param="url", what="webhook url", resolve=resolve)
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    """Sends every request to the address that passed the target check: no second DNS lookup.
+
+    The Host header, TLS SNI and the certificate check keep the URL's host name.
+    A request for any other origin (a redirect, say) is refused.
+    """
+
+    def __init__(self, target: Target, **options: Any) -> None:
+        super().__init__(**options)
+        self.target = target
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` to ``target.address``."""
+        url = request.url
+        if not self.target.is_origin(url.scheme, url.raw_host.decode("ascii"), url.port):
             raise ConfigError(
-                f"webhook host {host!r} resolves to the internal address {address}; list it in "
-                "REHEARSAL_WEBHOOK_ALLOW_HOSTS to allow it",
-                param="url",
+                f"webhook request to {url.host!r} refused: only the checked target may be called", param="url"
             )
+        extensions = dict(request.extensions)
+        if self.target.tls_name is not None:
+            extensions["sni_hostname"] = self.target.tls_name
+        pinned = httpx.Request(
+            request.method,
+            url.copy_with(host=str(self.target.address)),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+        return super().handle_request(pinned)
 
 
-def _matches(host: str, pattern: str) -> bool:
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:]) and host != pattern[2:]
-    return host == pattern
+def send(
+    target: Target, secret: str, payload: dict[str, Any], *, timeout_s: float = 10.0
+) -> tuple[int | None, str | None]:
+    """POST one signed delivery to a checked target, at its checked address; no redirects are followed.
 
-
-def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return []
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-
-
-def send(url: str, secret: str, payload: dict[str, Any], *, timeout_s: float = 10.0) -> tuple[int | None, str | None]:
-    """POST one signed delivery; returns the status code (``None`` on a network error) and an error text."""
+    Returns the status code (``None`` on a network error) and an error text.
+    """
     raw = json.dumps(payload, separators=(",", ":")).encode()
     timestamp = int(time.time())
     headers = {
@@ -184,7 +190,8 @@ def send(url: str, secret: str, payload: dict[str, Any], *, timeout_s: float = 1
         SIGNATURE_HEADER: sign(secret, timestamp, raw),
     }
     try:
-        answer = httpx.post(url, content=raw, headers=headers, timeout=timeout_s, follow_redirects=False)
+        with httpx.Client(transport=PinnedTransport(target), timeout=timeout_s, follow_redirects=False) as client:
+            answer = client.post(target.url, content=raw, headers=headers)
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"
     if 200 <= answer.status_code < 300:

@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from engine import execution, judging, responses, runs, scheduled_runs
-from engine.credentials import Credentials, load_credentials
+from engine.credentials import Credentials, check_base_url, load_credentials
 from engine.errors import ConfigError, Conflict, Forbidden, NotFound, Unavailable
 from engine.experiment import ref_resolver
 from engine.pricing import Catalog, load_catalog
@@ -189,6 +189,7 @@ def create_credential(
     require_admin(caller)
     spec: CredentialCreate = parse_body(CredentialCreate, body)
     get_project(svc, spec.project_id, project_ids=project_ids)
+    check_base_url(spec.base_url, svc.settings.provider_allow_hosts)
     credential = ProviderCredential(
         id=new_id("pc"),
         project_id=spec.project_id,

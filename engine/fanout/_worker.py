@@ -8,16 +8,21 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.fanout._tracker import TrackerClient
+from engine.netpolicy import Target
 from engine.providers import ChatCall, ChatResult, OpenAICompatible, Provider, RetryPolicy
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A resolved credential: where to call and how fast."""
+    """A resolved credential: where to call and how fast.
+
+    ``pin``, for credentials stored through the API, is the checked target: calls connect to its address.
+    """
 
     base_url: str
     api_key: str
     rate_limit_rps: float | None = None
+    pin: Target | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,9 @@ class CallWorker:
     def _provider(self, name: str) -> Provider:
         if name not in self.providers:
             ep = self.endpoints[name]
-            self.providers[name] = OpenAICompatible(base_url=ep.base_url, api_key=ep.api_key, retry=self.retry)
+            self.providers[name] = OpenAICompatible(
+                base_url=ep.base_url, api_key=ep.api_key, retry=self.retry, pin=ep.pin
+            )
         return self.providers[name]
 
     async def _one(self, job: Job) -> Outcome:

@@ -8,8 +8,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2  # the openai SDK's HTTP client (a fork of httpx)
 import openai
 
+from engine.errors import ConfigError
+from engine.netpolicy import Target
 from engine.providers._base import PAIR_HEADER, ChatCall, ChatResult, Provider
 
 
@@ -56,13 +59,61 @@ def _classify(exc: Exception) -> tuple[str, bool]:
     return "unknown_error", False
 
 
-class OpenAICompatible(Provider):
-    """One ``AsyncOpenAI`` client per credential; the SDK's own retries are off (ours honour Retry-After)."""
+class PinnedAsyncTransport(httpx2.AsyncHTTPTransport):
+    """Sends every request to the address that passed the target check: no second DNS lookup.
 
-    def __init__(self, *, base_url: str, api_key: str, retry: RetryPolicy | None = None) -> None:
+    The Host header, TLS SNI and the certificate check keep the base URL's host name.
+    A request for any other origin (a redirect, say) is refused.
+    """
+
+    def __init__(self, target: Target, **options: Any) -> None:
+        super().__init__(**options)
+        self.target = target
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request`` to ``target.address``."""
+        url = request.url
+        if not self.target.is_origin(url.scheme, url.raw_host.decode("ascii"), url.port):
+            raise ConfigError(
+                f"provider request to {url.host!r} refused: only the checked base URL may be called",
+                param="provider_credential_id",
+            )
+        extensions = dict(request.extensions)
+        if self.target.tls_name is not None:
+            extensions["sni_hostname"] = self.target.tls_name
+        pinned = httpx2.Request(
+            request.method,
+            url.copy_with(host=str(self.target.address)),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+        return await super().handle_async_request(pinned)
+
+
+def pinned_client(target: Target) -> httpx2.AsyncClient:
+    """An HTTP client for the SDK that connects only to ``target.address`` and follows no redirects."""
+    # With a transport of its own the client ignores its limits (and proxy variables): give the SDK's limits.
+    limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
+    return openai.DefaultAsyncHttpxClient(transport=PinnedAsyncTransport(target, limits=limits), follow_redirects=False)
+
+
+class OpenAICompatible(Provider):
+    """One ``AsyncOpenAI`` client per credential; the SDK's own retries are off (ours honour Retry-After).
+
+    With ``pin`` (a checked target), every call connects to its address (see ``PinnedAsyncTransport``).
+    """
+
+    def __init__(
+        self, *, base_url: str, api_key: str, retry: RetryPolicy | None = None, pin: Target | None = None
+    ) -> None:
         self.retry = retry or RetryPolicy()
         self.client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key, max_retries=0, timeout=self.retry.timeout_s
+            base_url=base_url,
+            api_key=api_key,
+            max_retries=0,
+            timeout=self.retry.timeout_s,
+            http_client=pinned_client(pin) if pin is not None else None,
         )
 
     async def complete(self, call: ChatCall) -> ChatResult:

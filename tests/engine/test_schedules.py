@@ -9,6 +9,7 @@ import pytest
 from engine.errors import ConfigError
 from engine.schedules import check_cron, fire_window, next_fires, runs_per_month
 from engine.webhooks import backoff_s, check_target, sign, verify
+from tests.loopback import dns
 
 UTC = dt.UTC
 
@@ -55,7 +56,7 @@ def test_backoff_doubles_and_is_capped() -> None:
 
 
 def test_targets_must_be_allowed_and_internal_hosts_listed_explicitly() -> None:
-    check_target("https://hooks.example.com/x", ["*.example.com"])
+    check_target("https://hooks.example.com/x", ["*.example.com"], resolve=dns({"hooks.example.com": ["10.0.0.4"]}))
     check_target("http://127.0.0.1:9000/hook", ["127.0.0.1"])
     check_target("https://93.184.216.34/hook", ["*"])
     for url, allow in [

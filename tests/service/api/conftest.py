@@ -101,6 +101,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "REHEARSAL_WORKERS": "1",
             "REHEARSAL_CONCURRENCY": "16",
             "REHEARSAL_WEBHOOK_ALLOW_HOSTS": '["127.0.0.1"]',
+            "REHEARSAL_PROVIDER_ALLOW_HOSTS": '["127.0.0.1"]',  # credentials stored through the API may use the sim
             "REHEARSAL_WEBHOOK_BACKOFF_S": "0.5",
             "REHEARSAL_WEBHOOK_DISPATCH_S": "0.25",
         }

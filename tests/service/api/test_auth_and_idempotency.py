@@ -145,7 +145,7 @@ BODIES: dict[str, Any] = {
     "JudgeCreate": {"stratification": {"high": 1, "mild": 1, "major": 1}, "spendCapUsd": 0.5},
     "ProjectCreate": {"id": f"proj_never_{uuid.uuid4().hex[:8]}"},
     "ProjectUpdate": {"experimentSpendCapUsd": 1.0, "loggingMode": "metadata_only"},
-    "CredentialCreate": {"projectId": PROJECT, "baseUrl": "https://matrix.invalid/v1", "apiKey": "sk-matrix"},
+    "CredentialCreate": {"projectId": PROJECT, "baseUrl": "http://127.0.0.1:9/matrix/v1", "apiKey": "sk-matrix"},
     "RoutingConfigCreate": {"slug": SLUG, "policy": "single", "config": {"model": "gpt-4o"}},
     "KeyCreate": {"projectIds": [PROJECT], "name": "from the matrix"},
     "ScheduledExperimentCreate": {
@@ -173,7 +173,7 @@ def abc(served: Served, finished_with_responses: dict[str, Any]) -> Iterator[Obj
     signal, and a webhook with a delivery, all of proj_abc."""
     experiment_id = finished_with_responses["id"]
     secret = f"sk-canary-{uuid.uuid4().hex}"
-    base_url = f"https://canary-{uuid.uuid4().hex[:8]}.invalid/v1"
+    base_url = f"http://127.0.0.1:9/canary-{uuid.uuid4().hex[:8]}/v1"  # an allowed (loopback) host: see conftest
     credential = served.client.post(
         f"{API}/provider-credentials",
         json={"projectId": PROJECT, "baseUrl": base_url, "apiKey": secret},

@@ -295,6 +295,28 @@ def get_signals(served: Served) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.100.100.200/hook",
+        "http://[::1]:9000/hook",
+        "http://127.0.0.2/hook",
+        "http://[::ffff:127.0.0.2]/hook",
+        "https://93.184.216.34/hook",  # public, but the operator's list has no "*"
+    ],
+)
+def test_webhooks_outside_the_operators_allow_list_are_refused(served: Served, url: str) -> None:
+    """The served env lists only 127.0.0.1 (REHEARSAL_WEBHOOK_ALLOW_HOSTS), for the loopback receivers."""
+    headers = served.headers(served.live_key)
+    before = served.client.get("/manage/v1/webhooks", headers=headers).json()["data"]
+    answer = served.client.post("/manage/v1/webhooks", json={"projectId": LIVE, "url": url}, headers=headers)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "url" and "REHEARSAL_WEBHOOK_ALLOW_HOSTS" in error["message"], error
+    assert served.client.get("/manage/v1/webhooks", headers=headers).json()["data"] == before
+
+
+@pytest.mark.parametrize(
     ("change", "param"),
     [
         ({"cronExpression": "0 9 * *"}, "cronExpression"),

@@ -130,7 +130,7 @@ def _objects(served: Served, finished_with_responses: dict[str, Any]) -> Iterato
         "pairs": served.client.get(f"{api}/experiments/{experiment_id}/results?limit=1", headers=headers),
         "credential": served.client.post(
             f"{api}/provider-credentials",
-            json={"projectId": PROJECT, "baseUrl": "https://schemathesis.invalid/v1", "apiKey": "sk-fuzz-only"},
+            json={"projectId": PROJECT, "baseUrl": "http://127.0.0.1:9/schemathesis/v1", "apiKey": "sk-fuzz-only"},
             headers=headers,
         ),
         "config": served.client.post(
