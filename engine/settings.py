@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The repository's ``configs/`` folder, where the shipped catalogs live.
@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     )
     webhook_backoff_s: float = Field(30, gt=0, description="Wait before the first webhook retry; doubles per attempt.")
     webhook_dispatch_s: float = Field(5, gt=0, description="How often the service looks for deliveries that are due.")
+    secret_key: SecretStr | None = Field(
+        None,
+        description=(
+            "Fernet keys (comma-separated; the first encrypts, all decrypt) for provider API keys and webhook "
+            "secrets at rest. Unset: $REHEARSAL_HOME/secret.key, generated on first use (embedded installs only)."
+        ),
+    )
 
     @property
     def logs_root(self) -> str:
