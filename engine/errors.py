@@ -107,3 +107,13 @@ class Unavailable(RehearsalError):
 
     status_code = 503
     error_type = "service_unavailable"
+
+
+class SecretKeyError(ConfigError):
+    """``REHEARSAL_SECRET_KEY`` (or the generated key file) is malformed or cannot decrypt a stored secret.
+
+    The operator's setting is wrong, not the request: the CLI exits 2 naming the variable, the API answers 500.
+    """
+
+    status_code = 500
+    error_type = "secret_key_error"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import SecretStr
 
 from engine.credentials import Credential, Credentials, load_credentials
+from engine.crypto import load_cipher
 from engine.errors import ConfigError, RehearsalError
 from engine.experiment import check_routing_only, new_experiment, replay_into
 from engine.pricing import load_catalog
@@ -59,7 +60,7 @@ def project_credentials(base: Credentials, store: Store, project_id: str, allow:
 def context_for(settings: Settings, on_progress: ProgressFn | None = None) -> RunContext:
     """A run context over ``settings`` (store, catalog, credentials file, log store)."""
     return RunContext(
-        Store(settings.db_path),
+        Store(settings.db_path, load_cipher(settings.secret_key, settings.home)),
         load_catalog(settings.pricing),
         load_credentials(settings.credentials),
         settings.logs_root,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import ConfigError
@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     )
     webhook_backoff_s: float = Field(30, gt=0, description="Wait before the first webhook retry; doubles per attempt.")
     webhook_dispatch_s: float = Field(5, gt=0, description="How often the service looks for deliveries that are due.")
+    secret_key: SecretStr | None = Field(
+        None,
+        description=(
+            "Fernet keys (comma-separated; the first encrypts, all decrypt) for provider API keys and webhook "
+            "secrets at rest. Unset: $REHEARSAL_HOME/secret.key, generated on first use (embedded installs only)."
+        ),
+    )
 
     @field_validator("webhook_allow_hosts", "provider_allow_hosts")
     @classmethod

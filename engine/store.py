@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from engine.crypto import SecretCipher, load_cipher, private_dir, private_file
 from engine.errors import ConfigError, DamagedRecord, NotFound
 from engine.schema import (
     ApiKey,
@@ -36,6 +37,7 @@ from engine.schema import (
     ProviderCredential,
     RoutingConfigVersion,
 )
+from engine.settings import get_settings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -116,6 +118,13 @@ CREATE TABLE IF NOT EXISTS provider_credentials (
     secret TEXT,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
 """
 
 
@@ -238,11 +247,22 @@ def _key_hash(raw: str) -> str:
 
 
 class Store:
-    """The metadata store of one ``$REHEARSAL_HOME``."""
+    """The metadata store of one ``$REHEARSAL_HOME``.
 
-    def __init__(self, path: str | Path) -> None:
+    The directory holding the database is the state directory: it is made private (0700) and the SQLite
+    files 0600 before anything is written. Secret columns are encrypted with ``cipher``; by default the one
+    of ``REHEARSAL_SECRET_KEY``, else of the key file generated next to the database.
+    """
+
+    def __init__(self, path: str | Path, cipher: SecretCipher | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        # SQLite creates the -wal and -shm files with the database file's mode, so that one comes first.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        for part in (self.path.with_name(self.path.name + suffix) for suffix in ("", "-wal", "-shm")):
+            if part.exists():
+                private_file(part)
+        self.cipher = cipher if cipher is not None else load_cipher(get_settings().secret_key, self.path.parent)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
@@ -656,11 +676,12 @@ class Store:
 
     # provider credentials -----------------------------------------------------------
     def put_credential(self, credential: ProviderCredential, secret: str | None) -> ProviderCredential:
-        """Save a credential; its secret goes to its own column and never into the body."""
+        """Save a credential; its secret goes, encrypted, to its own column and never into the body."""
+        stored = self.cipher.encrypt(secret) if secret is not None else None
         with self._connect() as conn:
             conn.execute(
                 "INSERT INTO provider_credentials (id, project_id, secret, body) VALUES (?, ?, ?, ?)",
-                (credential.id, credential.project_id, secret, credential.model_dump_json()),
+                (credential.id, credential.project_id, stored, credential.model_dump_json()),
             )
         return credential
 
@@ -687,7 +708,12 @@ class Store:
             rows = conn.execute(
                 "SELECT body, secret FROM provider_credentials WHERE project_id = ?", (project_id,)
             ).fetchall()
-        return [(load_one(ProviderCredential, r[0], "provider credential"), r[1]) for r in rows]
+        found = []
+        for body, stored in rows:
+            credential = load_one(ProviderCredential, body, "provider credential")
+            what = f"the API key of provider credential {credential.id!r}"
+            found.append((credential, self.cipher.decrypt(stored, what) if stored is not None else None))
+        return found
 
     def delete_credential(self, credential_id: str) -> None:
         """Forget a credential and its secret."""
@@ -696,7 +722,12 @@ class Store:
 
     # documents: schedules, signals, webhooks, deliveries ---------------------------------
     def put_doc(self, table: str, key: str, project_id: str, body: str, **columns: Any) -> None:
-        """Insert or replace one JSON document (``columns``: the table's other queried columns)."""
+        """Insert or replace one JSON document (``columns``: the table's other queried columns).
+
+        A ``secret`` column (a webhook's signing secret) is stored encrypted.
+        """
+        if columns.get("secret") is not None:
+            columns["secret"] = self.cipher.encrypt(columns["secret"])
         names = ["project_id", "body", *columns]
         values = [project_id, body, *columns.values()]
         key_column = "key" if table == "signals" else "id"
@@ -751,4 +782,65 @@ class Store:
             row = conn.execute("SELECT secret FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
         if row is None:
             raise NotFound(f"webhook {webhook_id!r} does not exist", param="id")
-        return str(row[0])
+        return self.cipher.decrypt(str(row[0]), f"the signing secret of webhook {webhook_id!r}")
+
+    # secrets at rest ---------------------------------------------------------------------
+    def rotate_secrets(self) -> dict[str, int]:
+        """Re-encrypt every stored secret under the cipher's first key, in one transaction.
+
+        Returns how many provider API keys and webhook secrets were rewritten, and how many of
+        them had been plaintext. One that no key decrypts raises ``SecretKeyError`` and changes nothing.
+        """
+        counts = {"provider_credentials": 0, "webhooks": 0, "plaintext": 0}
+        names = {
+            "provider_credentials": "the API key of provider credential",
+            "webhooks": "the signing secret of webhook",
+        }
+        with self._connect() as conn:
+            for table, what in names.items():
+                rows = conn.execute(f"SELECT id, secret FROM {table} WHERE secret IS NOT NULL").fetchall()
+                for row_id, stored in rows:
+                    fresh = self.cipher.rotate(stored, f"{what} {row_id!r}")
+                    conn.execute(f"UPDATE {table} SET secret = ? WHERE id = ?", (fresh, row_id))
+                    counts[table] += 1
+                    counts["plaintext"] += not self.cipher.is_encrypted(stored)
+        return counts
+
+    # dashboard sessions --------------------------------------------------------------------
+    def create_session(self, key_id: str, ttl_s: float) -> str:
+        """A new dashboard session for a management key, valid ``ttl_s``; only its hash is kept.
+
+        Returns the session id, the one chance to see it. Expired sessions are swept on the way.
+        """
+        raw = f"rhs_{secrets.token_urlsafe(32)}"
+        now = utcnow()
+        expires = now + dt.timedelta(seconds=ttl_s)
+        with self._connect() as conn:
+            conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (self._stamp(now),))
+            conn.execute(
+                "INSERT INTO sessions (id_hash, key_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (_key_hash(raw), key_id, self._stamp(now), self._stamp(expires)),
+            )
+        return raw
+
+    def session_key(self, raw: str) -> ApiKey | None:
+        """The live management key a session belongs to; ``None`` when unknown, expired, signed out or revoked."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT s.expires_at, k.body FROM sessions s JOIN api_keys k ON k.id = s.key_id WHERE s.id_hash = ?",
+                (_key_hash(raw),),
+            ).fetchone()
+        if row is None or row[0] <= self._stamp(utcnow()):
+            return None
+        key = ApiKey.model_validate_json(row[1])
+        return None if key.revoked_at is not None else key
+
+    def delete_session(self, raw: str) -> None:
+        """End a session for good (sign-out): its id no longer signs anyone in, even if replayed."""
+        with self._connect() as conn:
+            conn.execute("DELETE FROM sessions WHERE id_hash = ?", (_key_hash(raw),))
+
+    @staticmethod
+    def _stamp(at: dt.datetime) -> str:
+        # Fixed width, so stored times compare as strings.
+        return at.astimezone(dt.UTC).isoformat(timespec="microseconds")

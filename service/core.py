@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from engine import execution, judging, responses, runs, scheduled_runs
 from engine.credentials import Credentials, check_base_url, load_credentials
+from engine.crypto import load_cipher
 from engine.errors import ConfigError, Conflict, Forbidden, NotFound, Unavailable
 from engine.experiment import ref_resolver
 from engine.pricing import Catalog, load_catalog
@@ -69,7 +70,7 @@ class Services:
     pair_cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.store = Store(self.settings.db_path)
+        self.store = Store(self.settings.db_path, load_cipher(self.settings.secret_key, self.settings.home))
 
     @cached_property
     def catalog(self) -> Catalog:

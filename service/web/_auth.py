@@ -1,9 +1,14 @@
-"""Dashboard sign-in: a management key in an HttpOnly, SameSite=Strict cookie, scoped like the API.
+"""Dashboard sign-in: a server-side session in an HttpOnly, SameSite=Strict cookie, scoped like the API.
+
+Signing in with a management key opens a session in the store (only the hash
+of its random id is kept); the cookie carries that id, never the key. Every
+request checks the session and its key, so signing out or revoking the key
+ends the session at once, even for a copied cookie.
 
 Form posts are guarded twice against cross-site requests: the browser does
 not send a SameSite=Strict cookie on them, and each form carries a token
-derived from the key (an HMAC no other site can compute), checked together
-with the ``Origin`` header.
+derived from the session (an HMAC keyed with its id, which no other site can
+compute), checked together with the ``Origin`` header.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from fastapi import Depends, Request
 from starlette.responses import Response
 
 from engine.schema import ApiKey
+from engine.store import Store
 from service.api._deps import Svc, _scope
 
-COOKIE = "rehearsal_key"
+COOKIE = "rehearsal_session"
+#: The cookie of older versions, which held the raw key: dropped wherever it is seen.
+LEGACY_COOKIE = "rehearsal_key"
 #: A sign-in lasts a working week; the key itself may be revoked sooner (it is checked on every request).
 COOKIE_MAX_AGE_S = 7 * 24 * 3600
 _CSRF_CONTEXT = b"rehearsal dashboard form v1"
@@ -28,7 +36,7 @@ FORM_MAX_BYTES = 16 * 1024
 
 
 class SignInRequired(Exception):
-    """No valid key: the page answers with a redirect to ``/login`` (JSON routes with 401)."""
+    """No live session: the page answers with a redirect to ``/login`` (JSON routes with 401)."""
 
     def __init__(self, had_cookie: bool) -> None:
         super().__init__("sign in with a management key")
@@ -39,9 +47,9 @@ class BadForm(Exception):
     """A form post that failed the cross-site checks (or could not be read)."""
 
 
-def csrf_token(raw_key: str) -> str:
-    """The token every form of a signed-in page carries."""
-    return hmac.new(raw_key.encode(), _CSRF_CONTEXT, hashlib.sha256).hexdigest()
+def csrf_token(session_id: str) -> str:
+    """The token every form of a signed-in page carries (tied to the session, not the key)."""
+    return hmac.new(session_id.encode(), _CSRF_CONTEXT, hashlib.sha256).hexdigest()
 
 
 def local_path(target: str | None) -> str:
@@ -54,40 +62,59 @@ def local_path(target: str | None) -> str:
     return target
 
 
-def set_key_cookie(response: Response, request: Request, raw_key: str) -> None:
-    """Remember the key (HttpOnly, SameSite=Strict; Secure when served over https)."""
+def open_session(store: Store, key: ApiKey) -> str:
+    """A new session for a key that just signed in; returns its id (for the cookie)."""
+    return store.create_session(key.id, COOKIE_MAX_AGE_S)
+
+
+def set_session_cookie(response: Response, request: Request, session_id: str) -> None:
+    """Remember the session (HttpOnly, SameSite=Strict; Secure when served over https)."""
     response.set_cookie(
         COOKIE,
-        raw_key,
+        session_id,
         max_age=COOKIE_MAX_AGE_S,
         path="/",
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+    clear_legacy_cookie(response, request)
 
 
-def clear_key_cookie(response: Response) -> None:
-    """Forget the key."""
+def clear_session_cookie(response: Response, request: Request) -> None:
+    """Forget the session in the browser (the store's record is ended apart, by ``delete_session``)."""
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    clear_legacy_cookie(response, request)
+
+
+def clear_legacy_cookie(response: Response, request: Request) -> None:
+    """Drop an older version's cookie, which held the raw key, when the browser still sends one."""
+    if LEGACY_COOKIE in request.cookies:
+        response.delete_cookie(LEGACY_COOKIE, path="/", httponly=True, samesite="strict")
 
 
 class Session:
-    """The signed-in caller: the key's record, its raw value (for the form token) and its project scope."""
+    """The signed-in caller: the key's record, the session's id (to end it) and form token, the project scope."""
 
-    def __init__(self, key: ApiKey, raw: str) -> None:
+    def __init__(self, key: ApiKey, session_id: str) -> None:
         self.key = key
-        self.raw = raw
+        self.id = session_id
         self.scope: list[str] | None = _scope(key)
-        self.csrf = csrf_token(raw)
+        self.csrf = csrf_token(session_id)
+
+
+def current_session(request: Request, store: Store) -> Session | None:
+    """The live session the request's cookie names, or ``None`` (no cookie, expired, signed out, key revoked)."""
+    session_id = request.cookies.get(COOKIE)
+    key = store.session_key(session_id) if session_id else None
+    return Session(key, session_id) if key is not None and session_id else None
 
 
 def _session(request: Request, svc: Svc) -> Session:
-    raw = request.cookies.get(COOKIE)
-    key = svc.store.authenticate(raw) if raw else None
-    if key is None or raw is None:
-        raise SignInRequired(had_cookie=raw is not None)
-    return Session(key, raw)
+    session = current_session(request, svc.store)
+    if session is None:
+        raise SignInRequired(had_cookie=COOKIE in request.cookies or LEGACY_COOKIE in request.cookies)
+    return session
 
 
 def same_origin(request: Request) -> bool:

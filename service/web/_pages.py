@@ -2,7 +2,7 @@
 
 Pages call ``service.core`` and ``service.schedules`` with the signed-in key's
 project scope, exactly like the REST API. Buttons post forms to routes here that call the same service functions as the
-API; a missing or bad key is sent to ``/login``; an object outside the key's
+API; a missing, ended or revoked sign-in is sent to ``/login``; an object outside the key's
 projects is a 404 page.
 """
 
@@ -31,17 +31,18 @@ from service import core, schedules
 from service.api._deps import Schedule, Svc
 from service.web import _views as views
 from service.web._auth import (
-    COOKIE,
     BadForm,
     FormDep,
     Session,
     SessionDep,
     SignInRequired,
-    clear_key_cookie,
+    clear_session_cookie,
+    current_session,
     local_path,
+    open_session,
     read_form,
     same_origin,
-    set_key_cookie,
+    set_session_cookie,
 )
 
 log = logging.getLogger("rehearsal.web")
@@ -161,7 +162,7 @@ def _signed_out(request: Request, exc: SignInRequired, wants_json: bool) -> Resp
         base = str(request.scope.get("root_path", "")).rstrip("/")
         response = RedirectResponse(f"{base}/login?next={quote(target, safe='/')}", status_code=303)
     if exc.had_cookie:
-        clear_key_cookie(response)
+        clear_session_cookie(response, request)
     return response
 
 
@@ -174,33 +175,45 @@ def _back(request: Request, target: str) -> RedirectResponse:
 @router.get("/login")
 def login_page(request: Request, svc: Svc, next: str = "/") -> Response:
     """The sign-in form (a signed-in visitor goes straight on)."""
-    raw = request.cookies.get(COOKIE)
-    if raw and svc.store.authenticate(raw) is not None:
+    if current_session(request, svc.store) is not None:
         return _back(request, next)
     return _render(request, "login.html", None, next=local_path(next), error=None)
 
 
+def _sign_in(request: Request, svc: Svc, raw: str) -> str | None:
+    """Check the key (``store.authenticate``, as the API does) and open a session; ``None`` for a bad key."""
+    key = svc.store.authenticate(raw)
+    if key is None:
+        return None
+    previous = current_session(request, svc.store)
+    if previous is not None:  # signing in again replaces the browser's session rather than leaving it alive
+        svc.store.delete_session(previous.id)
+    return open_session(svc.store, key)
+
+
 @router.post("/login")
 async def login(request: Request, svc: Svc) -> Response:
-    """Check the key (``store.authenticate``, as the API does) and keep it in the cookie."""
+    """Check the key and keep a new session's id (never the key) in the cookie."""
     if not same_origin(request):
         raise BadForm("the form was not sent from this site")
     form = await read_form(request)
     raw = form.get("key", "").strip()
     target = local_path(form.get("next"))
-    if not raw or await run_in_threadpool(svc.store.authenticate, raw) is None:
+    session_id = await run_in_threadpool(_sign_in, request, svc, raw) if raw else None
+    if session_id is None:
         error = "Enter a management key." if not raw else "That key is not valid (or was revoked)."
         return _render(request, "login.html", None, status_code=401, next=target, error=error)
     response = _back(request, target)
-    set_key_cookie(response, request, raw)
+    set_session_cookie(response, request, session_id)
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, form: FormDep) -> Response:
-    """Forget the key."""
+def logout(request: Request, svc: Svc, session: SessionDep, form: FormDep) -> Response:
+    """End the session in the store (a replayed cookie signs no one in) and forget it in the browser."""
+    svc.store.delete_session(session.id)
     response = _back(request, "/login")
-    clear_key_cookie(response)
+    clear_session_cookie(response, request)
     return response
 
 

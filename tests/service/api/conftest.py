@@ -54,6 +54,14 @@ class Served:
         """Authorization (this env's proj_abc key unless another is given) plus ``extra``."""
         return {"Authorization": f"Bearer {key or self.key}", **extra}
 
+    def session(self, key: str | None = None) -> str:
+        """A dashboard session id for ``key`` (proj_abc's unless another is given), as signing in opens one."""
+        from service.web._auth import open_session
+
+        found = self.svc.store.authenticate(key or self.key)
+        assert found is not None, "not a live key"
+        return open_session(self.svc.store, found)
+
     def wait(self, path: str, key: str | None = None, timeout_s: float = 180) -> dict[str, Any]:
         """Poll ``path`` until its object has ended; returns it."""
         deadline = time.monotonic() + timeout_s

@@ -11,6 +11,8 @@ import datetime as dt
 import json
 import logging
 import re
+import sqlite3
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -442,6 +444,28 @@ def test_another_projects_key_cannot_filter_on_proj_abc(served: Served, path: st
 
 
 # --- provider API keys ---------------------------------------------------------------------
+def stored_secret(served: Served, table: str, row_id: str) -> str:
+    """The raw ``secret`` column of a row, read from the database file as anyone with the file would."""
+    conn = sqlite3.connect(served.home / "rehearsal.db")
+    try:
+        (value,) = conn.execute(f"SELECT secret FROM {table} WHERE id = ?", (row_id,)).fetchone()
+    finally:
+        conn.close()
+    return str(value)
+
+
+def on_disk(served: Served) -> bytes:
+    """Every byte of the SQLite files (the database, its WAL and shared memory)."""
+    return b"".join(p.read_bytes() for p in served.home.iterdir() if p.name.startswith("rehearsal.db"))
+
+
+def test_the_state_directory_and_database_are_private(served: Served) -> None:
+    assert stat.S_IMODE(served.home.stat().st_mode) == 0o700
+    for path in served.home.iterdir():
+        if path.name.startswith("rehearsal.db") or path.name == "secret.key":
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
 def test_a_provider_api_key_is_never_returned_nor_logged(
     served: Served, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -456,6 +480,8 @@ def test_a_provider_api_key_is_never_returned_nor_logged(
     assert created.status_code == 201, created.text
     credential = created.json()["data"]
     assert credential["has_api_key"] is True and "api_key" not in credential and "apiKey" not in credential
+    assert stored_secret(served, "provider_credentials", credential["id"]).startswith("fernet:v1:")
+    assert secret.encode() not in on_disk(served)  # encrypted at rest
     answers.append(created)
     for path in (
         f"{API}/provider-credentials/{credential['id']}",
@@ -493,6 +519,8 @@ def test_a_webhook_secret_is_shown_once_and_never_logged(
     hook = created.json()["data"]
     secret = hook["secret"]
     assert secret
+    assert stored_secret(served, "webhooks", hook["id"]).startswith("fernet:v1:")
+    assert secret.encode() not in on_disk(served)  # encrypted at rest
     answers = [
         served.client.get(f"{API}/webhooks", headers=served.headers()),
         served.client.get(f"{API}/webhooks?projectId={PROJECT}", headers=served.headers(served.admin_key)),

@@ -5,14 +5,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 
-from service.web._auth import COOKIE, csrf_token
+from service.web._auth import COOKIE, LEGACY_COOKIE, csrf_token
 from tests.service.api.conftest import PROJECT, Served
 
 API = "/manage/v1"
@@ -28,21 +30,48 @@ def web(served: Served) -> Iterator[TestClient]:
     client.close()
 
 
-def signed(key: str) -> dict[str, str]:
-    return {"Cookie": f"{COOKIE}={key}"}
+def signed(session_id: str) -> dict[str, str]:
+    return {"Cookie": f"{COOKIE}={session_id}"}
+
+
+@dataclass
+class SignIn:
+    """A browser's sign-in: the cookie it sends and the token its forms carry."""
+
+    session_id: str
+    csrf: str
+
+    @property
+    def cookie(self) -> dict[str, str]:
+        return signed(self.session_id)
+
+
+def sign_in(served: Served, key: str | None = None) -> SignIn:
+    session_id = served.session(key)
+    return SignIn(session_id, csrf_token(session_id))
 
 
 def pages(experiment_id: str) -> list[str]:
     return ["/", f"/experiments/{experiment_id}", "/schedules", f"/experiments/{experiment_id}/pairs/r1"]
 
 
-def test_sign_in_keeps_the_key_in_a_strict_http_only_cookie(web: TestClient, served: Served) -> None:
+def test_sign_in_keeps_a_session_not_the_key_in_a_strict_http_only_cookie(web: TestClient, served: Served) -> None:
     answer = web.post("/login", content=f"key={served.key}&next=/schedules", headers=FORM | ORIGIN)
     assert answer.status_code == 303 and answer.headers["location"] == "/schedules"
     cookie = answer.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE}={served.key};")
+    session_id = web.cookies[COOKIE]
+    assert cookie.startswith(f"{COOKIE}={session_id};") and session_id != served.key
+    assert served.key not in cookie and served.key.split("_")[2] not in cookie
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     assert "Secure" not in cookie  # plain http here; https adds it
+    web.cookies.clear()
+    assert web.get("/schedules", headers=signed(session_id)).status_code == 200
+    conn = sqlite3.connect(served.home / "rehearsal.db")  # the store keeps only the session's hash
+    try:
+        hashes = [r[0] for r in conn.execute("SELECT id_hash FROM sessions")]
+    finally:
+        conn.close()
+    assert hashes and session_id not in hashes
 
     refused = web.post("/login", content="key=rhk_nope", headers=FORM | ORIGIN)
     assert refused.status_code == 401 and "set-cookie" not in refused.headers
@@ -60,7 +89,7 @@ def test_sign_in_from_another_site_is_refused(web: TestClient, served: Served) -
     assert answer.status_code == 403 and "set-cookie" not in answer.headers
 
 
-@pytest.mark.parametrize("cookie", [None, "rhk_not-a-key"])
+@pytest.mark.parametrize("cookie", [None, "rhs_not-a-session"])
 def test_pages_without_a_valid_key_redirect_to_sign_in(
     web: TestClient, finished_with_responses: dict[str, Any], cookie: str | None
 ) -> None:
@@ -80,16 +109,17 @@ def test_another_projects_objects_are_404_pages(
     web: TestClient, served: Served, finished_with_responses: dict[str, Any]
 ) -> None:
     exp_id = finished_with_responses["id"]
+    other = sign_in(served, served.other_key).cookie
     for path in (f"/experiments/{exp_id}", f"/experiments/{exp_id}/judge/jr_x", "/schedules/sched_nope"):
-        answer = web.get(path, headers=signed(served.other_key))
+        answer = web.get(path, headers=other)
         assert answer.status_code == 404, path
         assert answer.headers["content-type"].startswith("text/html")
         assert finished_with_responses["name"] not in answer.text
-    progress = web.get(f"/experiments/{exp_id}/progress.json", headers=signed(served.other_key))
+    progress = web.get(f"/experiments/{exp_id}/progress.json", headers=other)
     assert progress.status_code == 404 and progress.headers["content-type"] == "application/json"
-    listed = web.get("/", headers=signed(served.other_key))
+    listed = web.get("/", headers=other)
     assert listed.status_code == 200 and exp_id not in listed.text
-    assert web.get(f"/experiments/{exp_id}", headers=signed(served.admin_key)).status_code == 200
+    assert web.get(f"/experiments/{exp_id}", headers=sign_in(served, served.admin_key).cookie).status_code == 200
 
 
 def test_button_posts_need_the_forms_token_and_this_sites_origin(
@@ -99,14 +129,16 @@ def test_button_posts_need_the_forms_token_and_this_sites_origin(
     versions = len(
         served.client.get(f"{API}/projects/{PROJECT}/routing-configs", headers=served.headers()).json()["data"]
     )
-    token = csrf_token(served.key)
+    mine = sign_in(served)
+    token, cookie = mine.csrf, mine.cookie
     path = f"/experiments/{exp_id}/promote"
     for headers, body in (
-        (signed(served.key) | FORM | ORIGIN, ""),  # no token
-        (signed(served.key) | FORM | ORIGIN, "csrf=" + csrf_token(served.other_key)),  # another sign-in's token
-        (signed(served.key) | FORM | {"Origin": "https://evil.example"}, f"csrf={token}"),  # another site
-        (signed(served.key) | FORM, f"csrf={token}"),  # no Origin or Referer at all
-        (signed(served.key) | {"Content-Type": "application/json"} | ORIGIN, f'{{"csrf": "{token}"}}'),
+        (cookie | FORM | ORIGIN, ""),  # no token
+        (cookie | FORM | ORIGIN, "csrf=" + sign_in(served).csrf),  # another sign-in's token (same key)
+        (cookie | FORM | ORIGIN, "csrf=" + csrf_token(served.key)),  # a token made from the key itself
+        (cookie | FORM | {"Origin": "https://evil.example"}, f"csrf={token}"),  # another site
+        (cookie | FORM, f"csrf={token}"),  # no Origin or Referer at all
+        (cookie | {"Content-Type": "application/json"} | ORIGIN, f'{{"csrf": "{token}"}}'),
     ):
         answer = web.post(path, content=body, headers=headers)
         assert answer.status_code == 403, (headers, body)
@@ -115,7 +147,7 @@ def test_button_posts_need_the_forms_token_and_this_sites_origin(
     assert len(after) == versions
 
     referer = {"Referer": f"http://testserver/experiments/{exp_id}"}
-    answer = web.post(path, content=f"csrf={token}", headers=signed(served.key) | FORM | referer)
+    answer = web.post(path, content=f"csrf={token}", headers=cookie | FORM | referer)
     assert answer.status_code == 303 and answer.headers["location"] == f"/experiments/{exp_id}?promoted=1"
     after = served.client.get(f"{API}/projects/{PROJECT}/routing-configs", headers=served.headers()).json()["data"]
     assert len(after) == versions + 1
@@ -123,17 +155,16 @@ def test_button_posts_need_the_forms_token_and_this_sites_origin(
 
 def test_service_errors_become_pages(web: TestClient, served: Served, finished_with_responses: dict[str, Any]) -> None:
     exp_id = finished_with_responses["id"]
-    token = csrf_token(served.key)
-    cancel = web.post(
-        f"/experiments/{exp_id}/cancel", content=f"csrf={token}", headers=signed(served.key) | FORM | ORIGIN
-    )
+    mine = sign_in(served)
+    token = mine.csrf
+    cancel = web.post(f"/experiments/{exp_id}/cancel", content=f"csrf={token}", headers=mine.cookie | FORM | ORIGIN)
     assert cancel.status_code == 409 and "cannot be cancelled" in cancel.text  # core.cancel_experiment's rule
-    bad = web.get(f"/experiments/{exp_id}?threshold=2", headers=signed(served.key))
+    bad = web.get(f"/experiments/{exp_id}?threshold=2", headers=mine.cookie)
     assert bad.status_code == 400 and bad.headers["content-type"].startswith("text/html")
     snooze = web.post(
         "/signals/experiment-verdict%3Asched_nope/snooze",
         content=f"csrf={token}&hours=5",
-        headers=signed(served.key) | FORM | ORIGIN,
+        headers=mine.cookie | FORM | ORIGIN,
     )
     assert snooze.status_code == 400 and "hours must be one of" in snooze.text
 
@@ -141,7 +172,7 @@ def test_service_errors_become_pages(web: TestClient, served: Served, finished_w
 def test_pages_carry_a_strict_content_security_policy_and_are_not_cached(
     web: TestClient, served: Served, finished_with_responses: dict[str, Any]
 ) -> None:
-    answer = web.get(f"/experiments/{finished_with_responses['id']}", headers=signed(served.key))
+    answer = web.get(f"/experiments/{finished_with_responses['id']}", headers=sign_in(served).cookie)
     assert answer.status_code == 200
     policy = answer.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "style-src 'self'" in policy and "unsafe-inline" not in policy
@@ -150,10 +181,26 @@ def test_pages_carry_a_strict_content_security_policy_and_are_not_cached(
     assert web.get("/static/dashboard.css").status_code == 200 and web.get("/static/dashboard.js").status_code == 200
 
 
-def test_sign_out_forgets_the_key(web: TestClient, served: Served) -> None:
-    answer = web.post("/logout", content=f"csrf={csrf_token(served.key)}", headers=signed(served.key) | FORM | ORIGIN)
+def test_sign_out_ends_the_session_so_a_replayed_cookie_is_dead(web: TestClient, served: Served) -> None:
+    mine, other = sign_in(served), sign_in(served)
+    assert web.get("/", headers=mine.cookie).status_code == 200
+    answer = web.post("/logout", content=f"csrf={mine.csrf}", headers=mine.cookie | FORM | ORIGIN)
     assert answer.status_code == 303 and answer.headers["location"] == "/login"
     assert answer.headers["set-cookie"].startswith(f'{COOKIE}="";')
+    replayed = web.get("/schedules", headers=mine.cookie)  # a copy of the cookie kept from before
+    assert replayed.status_code == 303 and replayed.headers["location"] == "/login?next=/schedules"
+    assert web.get("/login", headers=mine.cookie).status_code == 200  # the sign-in form, not a way in
+    again = web.post("/logout", content=f"csrf={mine.csrf}", headers=mine.cookie | FORM | ORIGIN)
+    assert again.status_code == 303 and again.headers["location"].startswith("/login?next=")
+    assert web.get("/", headers=other.cookie).status_code == 200  # the key's other sign-ins go on
+
+
+def test_an_old_raw_key_cookie_signs_no_one_in_and_is_dropped(web: TestClient, served: Served) -> None:
+    for cookie in ({"Cookie": f"{LEGACY_COOKIE}={served.key}"}, signed(served.key)):
+        answer = web.get("/", headers=cookie)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login"), cookie
+    dropped = web.get("/", headers={"Cookie": f"{LEGACY_COOKIE}={served.key}"}).headers.get_list("set-cookie")
+    assert any(c.startswith(f'{LEGACY_COOKIE}="";') for c in dropped)
 
 
 def test_the_dashboard_stays_out_of_the_api_schema(served: Served) -> None:
@@ -165,8 +212,13 @@ def test_a_revoked_key_loses_the_dashboard_at_once(web: TestClient, served: Serv
     created = served.client.post(f"{API}/keys", json={"projectIds": [PROJECT]}, headers=served.headers())
     assert created.status_code == 201, created.text
     key = created.json()["data"]
-    assert web.get("/", headers=signed(key["key"])).status_code == 200
+    signed_in = web.post("/login", content=f"key={key['key']}", headers=FORM | ORIGIN)
+    assert signed_in.status_code == 303
+    session_id = web.cookies[COOKIE]
+    web.cookies.clear()
+    assert web.get("/", headers=signed(session_id)).status_code == 200
     revoked = served.client.post(f"{API}/keys/{key['id']}/revoke", headers=served.headers())
     assert revoked.status_code == 200, revoked.text
-    answer = web.get("/", headers=signed(key["key"]))
+    answer = web.get("/", headers=signed(session_id))
     assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+    assert answer.headers["set-cookie"].startswith(f'{COOKIE}="";')

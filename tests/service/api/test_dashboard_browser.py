@@ -21,6 +21,7 @@ import pytest
 
 from engine.schema import Progress
 from engine.store import utcnow
+from service.web._auth import COOKIE
 from tests.conftest import REPO
 from tests.service.api.conftest import LIVE, PROJECT, Served, Uvicorn, body_routing_only
 
@@ -181,10 +182,11 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-def _context(browser: Browser, live_server: Uvicorn, key: str | None, viewport: str = "laptop") -> BrowserContext:
+def _context(browser: Browser, live_server: Uvicorn, session: str | None, viewport: str = "laptop") -> BrowserContext:
+    """A browser whose session cookie is ``session`` (a session id from ``served.session(key)``, or a bad value)."""
     context = browser.new_context(viewport=VIEWPORTS[viewport])  # type: ignore[arg-type]
-    if key is not None:
-        context.add_cookies([{"name": "rehearsal_key", "value": key, "url": live_server.url}])
+    if session is not None:
+        context.add_cookies([{"name": COOKIE, "value": session, "url": live_server.url}])
     return context
 
 
@@ -223,7 +225,7 @@ def test_every_page_loads_without_console_errors(
     shots = []
     abc = ("experiments", "experiment", "routing-only", "pair", "judge")
     for key, names in ((served.key, abc), (served.live_key, ("schedules", "schedule")), (None, ())):
-        context = _context(browser, live_server, key, viewport)
+        context = _context(browser, live_server, served.session(key) if key else None, viewport)
         tab = _tab(context, live_server)
         for name in names:
             answer = tab.go(world.pages[name])
@@ -360,7 +362,7 @@ def test_a_running_experiment_shows_live_progress_and_can_be_cancelled(
 def test_signals_can_be_dismissed_and_snoozed(
     browser: Browser, live_server: Uvicorn, served: Served, world: World
 ) -> None:
-    context = _context(browser, live_server, served.live_key)
+    context = _context(browser, live_server, served.session(served.live_key))
     tab = _tab(context, live_server)
     tab.go(world.pages["schedule"])
     page = tab.page
@@ -392,11 +394,11 @@ def test_signals_can_be_dismissed_and_snoozed(
     context.close()
 
 
-@pytest.mark.parametrize("cookie", [None, "rk_not-a-real-key", "other-project"])
+@pytest.mark.parametrize("cookie", [None, "rhs_not-a-real-session", "other-project"])
 def test_a_bad_or_missing_key_sees_no_page(
     browser: Browser, live_server: Uvicorn, served: Served, world: World, cookie: str | None
 ) -> None:
-    context = _context(browser, live_server, served.other_key if cookie == "other-project" else cookie)
+    context = _context(browser, live_server, served.session(served.other_key) if cookie == "other-project" else cookie)
     tab = _tab(context, live_server)
     # Pages that answer with the path asked for (the sign-in form's "next", the 404's message) carry ids in it:
     # there the test looks for what only the objects know. Another project's lists may hold the same names.
@@ -418,7 +420,7 @@ def test_a_bad_or_missing_key_sees_no_page(
             assert tab.page.locator("#key").is_visible()
         assert not any(secret in body for secret in contents), name
     if cookie not in (None, "other-project"):
-        assert not [c for c in context.cookies() if c["name"] == "rehearsal_key"]  # the bad cookie was dropped
+        assert not [c for c in context.cookies() if c["name"] == COOKIE]  # the bad cookie was dropped
     if cookie is None:
         tab.go(world.pages["judge"])
         tab.page.fill("#key", "rk_wrong")
@@ -427,4 +429,7 @@ def test_a_bad_or_missing_key_sees_no_page(
         tab.page.fill("#key", served.key)
         tab.page.click("button[type=submit]")
         tab.page.wait_for_url(live_server.url + world.pages["judge"])  # back where it was going
+        cookies = {c["name"]: c for c in context.cookies()}
+        assert cookies[COOKIE]["httpOnly"] and cookies[COOKIE]["sameSite"] == "Strict"
+        assert all(served.key not in c["value"] for c in cookies.values())  # a session id, never the key
     context.close()

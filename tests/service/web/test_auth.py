@@ -25,7 +25,7 @@ def test_sign_in_only_goes_to_paths_of_this_site(target: str | None, expected: s
     assert local_path(target) == expected
 
 
-def test_the_form_token_is_tied_to_the_key() -> None:
-    assert csrf_token("rhk_a") == csrf_token("rhk_a")
-    assert csrf_token("rhk_a") != csrf_token("rhk_b")
-    assert "rhk_a" not in csrf_token("rhk_a") and len(csrf_token("rhk_a")) == 64
+def test_the_form_token_is_tied_to_the_session() -> None:
+    assert csrf_token("rhs_a") == csrf_token("rhs_a")
+    assert csrf_token("rhs_a") != csrf_token("rhs_b")
+    assert "rhs_a" not in csrf_token("rhs_a") and len(csrf_token("rhs_a")) == 64
