@@ -242,6 +242,12 @@ def _in(column: str, values: list[str]) -> str:
     return f"{column} IN ({','.join('?' * len(values))})"
 
 
+def _live_key(body: str) -> ApiKey | None:
+    """The stored key, unless it is revoked (or its record is damaged: then it authenticates nobody)."""
+    keys = load_many(ApiKey, [body], "management key")
+    return keys[0] if keys and keys[0].revoked_at is None else None
+
+
 def _key_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -618,8 +624,7 @@ class Store:
             row = conn.execute("SELECT hash, body FROM api_keys WHERE id = ?", (f"key_{parts[1]}",)).fetchone()
         if row is None or not hmac.compare_digest(row[0], _key_hash(raw)):
             return None
-        keys = load_many(ApiKey, [row[1]], "management key")  # a damaged key record authenticates nobody
-        return keys[0] if keys and keys[0].revoked_at is None else None
+        return _live_key(row[1])
 
     def list_api_keys(self) -> list[ApiKey]:
         """Every key, oldest first."""
@@ -832,8 +837,7 @@ class Store:
             ).fetchone()
         if row is None or row[0] <= self._stamp(utcnow()):
             return None
-        key = ApiKey.model_validate_json(row[1])
-        return None if key.revoked_at is not None else key
+        return _live_key(row[1])
 
     def delete_session(self, raw: str) -> None:
         """End a session for good (sign-out): its id no longer signs anyone in, even if replayed."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import ConfigError
 from engine.schedules import check_cron, fire_window, next_fires, runs_per_month
@@ -69,3 +72,16 @@ def test_targets_must_be_allowed_and_internal_hosts_listed_explicitly() -> None:
         with pytest.raises(ConfigError) as caught:
             check_target(url, allow)
         assert caught.value.param == "url"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789*/,-? LWJANFEBMONSUT#", max_size=200))
+def test_any_cron_is_accepted_or_refused_quickly_and_listings_stay_cheap(expr: str) -> None:
+    started = time.perf_counter()
+    try:
+        normalised = check_cron(expr)
+    except ValueError:
+        pass
+    else:
+        runs_per_month(normalised)
+    assert time.perf_counter() - started < 1.0, expr

@@ -1,7 +1,11 @@
+import contextlib
 import datetime as dt
+import time
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import ConfigError
 from engine.routing import compile_condition
@@ -69,3 +73,34 @@ def test_bad_rules_are_config_errors_naming_the_field(rule: str, message: str) -
     with pytest.raises(ConfigError, match=message) as info:
         compile_condition(rule, param="candidateConfig.rules.0.if")
     assert info.value.param == "candidateConfig.rules.0.if"
+
+
+# --- fuzzing: any input is a compiled rule or a ConfigError, quickly -----------------------------------------
+RULE_ATOMS = [
+    "input_tokens", "output_tokens", "hour", "model", "tags", "end_user_id", "null", "true", "1", "2.5", "99999",
+    '"gpt-4o"', "'eu_'", "(", ")", "[", "]", ",", "and", "or", "not", "in", "contains", "startswith", "matches",
+    "==", "!=", "<", ">=", "+", "-", "*", "/", '"(?=x)"', '"a{1000}{1000}"', '"(a)\\\\1"', "9" * 30,
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(RULE_ATOMS), min_size=1, max_size=400))
+def test_any_token_soup_compiles_or_is_a_config_error_in_bounded_time(atoms: list[str]) -> None:
+    source = " ".join(atoms)
+    started = time.perf_counter()
+    try:
+        compiled = compile_condition(source, param="rule")
+    except ConfigError as exc:
+        assert exc.param == "rule" and len(exc.message) < 400
+    else:
+        FRAME.lazy().select(compiled.expr).collect()  # and it evaluates
+    assert time.perf_counter() - started < 1.0, source[:200]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=3000))
+def test_any_text_compiles_or_is_a_config_error(source: str) -> None:
+    started = time.perf_counter()
+    with contextlib.suppress(ConfigError):
+        compile_condition(source, param="rule")
+    assert time.perf_counter() - started < 1.0

@@ -41,7 +41,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
     settings = Settings(home=home, webhook_allow_hosts=["*"], provider_allow_hosts=["*"])
     svc = core.open_services(settings)
     core.create_project(svc, PROJECT)
-    key = svc.store.create_api_key([PROJECT]).key
+    key = svc.store.create_api_key([PROJECT], role="admin").key
     client = TestClient(create_app(svc, cast(Any, None)), raise_server_exceptions=False)
     yield client, {"Authorization": f"Bearer {key}"}
 
