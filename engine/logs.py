@@ -42,6 +42,8 @@ OPTIONAL: dict[str, pl.DataType] = {
 SCHEMA: dict[str, pl.DataType] = {"project_id": pl.String(), **REQUIRED, **OPTIONAL}
 
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+STATUSES = ("ok", "error")
+TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cached_input_tokens")
 
 
 @dataclass(frozen=True)
@@ -98,19 +100,95 @@ def _is_remote(root: str) -> bool:
     return "://" in root
 
 
-def partition_files(root: str, project_id: str, dates: Iterable[dt.date] | None = None) -> list[Path]:
-    """Parquet files of ``project_id`` under ``root``, limited to ``dates`` when given."""
+def _partition_date(name: str) -> str | None:
+    """``YYYY-MM-DD`` of a ``date=`` folder name that is a real date, else ``None``."""
+    match = _PARTITION.match(name)
+    if match is None:
+        return None
+    try:
+        return dt.date.fromisoformat(match.group(1)).isoformat()
+    except ValueError:
+        return None
+
+
+def bad_partitions(root: str, project_id: str) -> list[Path]:
+    """Folders of ``project_id`` named ``date=…`` that are not a real date: their rows would never be read."""
     project_dir = Path(root) / f"project_id={project_id}"
     if not project_dir.is_dir():
         return []
+    return [p for p in sorted(project_dir.iterdir()) if p.name.startswith("date=") and _partition_date(p.name) is None]
+
+
+def partition_files(
+    root: str, project_id: str, dates: Iterable[dt.date] | None = None, *, strict: bool = True
+) -> list[Path]:
+    """Parquet files of ``project_id`` under ``root``, limited to ``dates`` when given.
+
+    A ``date=`` folder that is not a real date is a ``LogSchemaError`` (``strict``): its rows would be
+    missed silently. ``logs inspect`` lists such folders apart instead.
+    """
+    project_dir = Path(root) / f"project_id={project_id}"
+    if not project_dir.is_dir():
+        return []
+    bad = bad_partitions(root, project_id) if strict else []
+    if bad:
+        raise LogSchemaError(
+            f"{bad[0]}: not a date=YYYY-MM-DD partition, so its files would never be read", param="date"
+        )
     wanted = None if dates is None else {d.isoformat() for d in dates}
     files: list[Path] = []
     for part in sorted(project_dir.iterdir()):
-        match = _PARTITION.match(part.name)
-        if not match or (wanted is not None and match.group(1) not in wanted):
+        day = _partition_date(part.name)
+        if day is None or (wanted is not None and day not in wanted):
             continue
         files.extend(sorted(part.glob("*.parquet")))
     return files
+
+
+def _row_checks(columns: set[str]) -> list[tuple[str, str, pl.Expr]]:
+    """``(column, problem, true on a bad row)`` for the log schema's value rules over ``columns``."""
+    checks = [(c, "is missing (null)", pl.col(c).is_null()) for c in REQUIRED if c in columns]
+    checks += [(c, "is negative", pl.col(c) < 0) for c in TOKEN_COLUMNS if c in columns]
+    if {"cached_input_tokens", "input_tokens"} <= columns:
+        checks.append(
+            ("cached_input_tokens", "is above input_tokens", pl.col("cached_input_tokens") > pl.col("input_tokens"))
+        )
+    checks += [
+        (c, "is negative or not finite", (pl.col(c) < 0) | ~pl.col(c).is_finite())
+        for c in ("latency_ms", "cost_usd")
+        if c in columns
+    ]
+    if "status" in columns:
+        checks.append(("status", "is neither 'ok' nor 'error'", ~pl.col("status").is_in(list(STATUSES))))
+    if "request_json" in columns:
+        messages = pl.col("request_json").str.json_path_match("$.messages")
+        bad = pl.col("request_json").is_not_null() & ~messages.str.starts_with("[").fill_null(False)
+        checks.append(("request_json", "is not an OpenAI chat request (a JSON object with a messages list)", bad))
+    return checks
+
+
+def content_problems(frame: pl.DataFrame | pl.LazyFrame, *, skip: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """``(column, sentence)`` for every value rule the rows break, with how many rows and one request id.
+
+    One pass over the frame; only the columns it holds (less ``skip``) are checked.
+    """
+    lazy = frame.lazy()
+    columns = set(lazy.collect_schema().names()) - set(skip)
+    checks = _row_checks(columns)
+    if not checks:
+        return []
+    example = pl.col("request_id") if "request_id" in columns else pl.lit(None, pl.String)
+    counts = lazy.select(
+        *(bad.fill_null(False).sum().alias(f"n{i}") for i, (_, _, bad) in enumerate(checks)),
+        *(example.filter(bad.fill_null(False)).first().alias(f"e{i}") for i, (_, _, bad) in enumerate(checks)),
+    ).collect()
+    found = []
+    for i, (column, problem, _) in enumerate(checks):
+        n = int(counts[f"n{i}"][0] or 0)
+        if n:
+            where = f" (e.g. request {counts[f'e{i}'][0]})" if counts[f"e{i}"][0] is not None else ""
+            found.append((column, f"{column} {problem} in {n:,} row{'s' if n > 1 else ''}{where}"))
+    return found
 
 
 def _compatible(found: object, expected: pl.DataType) -> bool:
@@ -202,6 +280,15 @@ def load_window(root: str, window: Window, columns: Iterable[str] | None = None)
     if window.end <= window.start:
         raise EmptyWindowError("windowEnd must be after windowStart", param="windowEnd")
     frame = scan_window(root, window, columns).collect()
+    # Prompts are parsed only where they are sent: with-responses runs check their sample (``check_prompts``).
+    problems = content_problems(frame, skip=["request_json"])
+    if problems:
+        column, sentence = problems[0]
+        raise LogSchemaError(
+            f"the logs of project {window.project_id!r} in the window break the log schema: {sentence}; "
+            "fix or re-import them",
+            param=column,
+        )
     if frame.height == 0:
         raise EmptyWindowError(
             f"no log rows for project {window.project_id!r} in "
@@ -210,6 +297,16 @@ def load_window(root: str, window: Window, columns: Iterable[str] | None = None)
             param="windowStart",
         )
     return frame
+
+
+def check_prompts(rows: pl.DataFrame) -> None:
+    """Refuse rows whose ``request_json`` is not an OpenAI chat request (a with-responses run sends them)."""
+    problems = content_problems(rows.select("request_id", "request_json"))
+    if problems:
+        column, sentence = problems[0]
+        raise LogSchemaError(
+            f"the sampled log rows break the log schema: {sentence}; fix or re-import them", param=column
+        )
 
 
 def write_partitioned(frame: pl.DataFrame, root: str | Path, project_id: str, *, part: str = "part-0") -> list[Path]:
@@ -236,12 +333,18 @@ def inspect_store(root: str) -> tuple[pl.DataFrame, list[str]]:
     problems: list[str] = []
     for project_dir in sorted(p for p in base.iterdir() if p.name.startswith("project_id=")):
         project_id = project_dir.name.removeprefix("project_id=")
-        for path in partition_files(root, project_id):
+        problems += [
+            f"{p}: not a date=YYYY-MM-DD partition, so its files are never read"
+            for p in bad_partitions(root, project_id)
+        ]
+        for path in partition_files(root, project_id, strict=False):
             try:
-                check_file(path)
+                schema = check_file(path)
             except LogSchemaError as exc:
                 problems.append(exc.message)
                 continue
+            rows = _conform(pl.scan_parquet(path), schema, project_id)
+            problems += [f"{path}: {sentence}" for _, sentence in content_problems(rows)]
             counts.append(
                 pl.scan_parquet(path)
                 .group_by("model")

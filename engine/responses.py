@@ -21,7 +21,7 @@ from engine.credentials import Credentials
 from engine.errors import ConfigError, EmptyWindowError
 from engine.experiment import candidate_policy, spec_of, window_of
 from engine.fanout import Endpoint, FanoutReport, Job, Outcome, Price
-from engine.logs import load_window
+from engine.logs import check_prompts, load_window
 from engine.pricing import Catalog
 from engine.providers import ChatCall
 from engine.replay import REPLAY_COLUMNS, candidate_rows, deltas
@@ -182,6 +182,7 @@ def plan(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: s
     sample = draw_sample(
         replayable, size, sample_spec.method if sample_spec else "random", sample_spec.seed if sample_spec else 0
     )
+    check_prompts(sample)
     notes = []
     if sample.height < size:
         notes.append(

@@ -7,6 +7,7 @@ from typing import Any
 
 from engine import responses, scheduled_runs
 from engine.errors import ConfigError, NotFound, Unavailable
+from engine.execution import project_credentials
 from engine.experiment import check_candidate
 from engine.schedules import (
     ScheduledExperiment,
@@ -34,9 +35,12 @@ def _orchestrator(call: Any, *args: Any) -> Any:
 def _check_runnable(svc: Services, schedule: ScheduledExperiment, project: Project) -> None:
     """The rules a fire will meet, checked now (the window itself is only read when a fire happens)."""
     spec: ExperimentCreate = parse_body(ExperimentCreate, experiment_body(schedule, utcnow()))
-    check_candidate(spec, store=svc.store, catalog=svc.catalog)
+    policy = check_candidate(spec, store=svc.store, catalog=svc.catalog)
     if schedule.mode == "with_responses":
         responses.validate(spec, project, svc.settings)
+        # Every model the candidate may call needs a credential that resolves (and a key, if it reads one).
+        credentials = project_credentials(svc.credentials, svc.store, project.id, svc.settings.provider_allow_hosts)
+        responses.endpoints_for(spec, sorted(policy.models()), svc.catalog, credentials)
 
 
 def _fire(svc: Services, scheduler: Scheduler, schedule: ScheduledExperiment) -> Experiment:
@@ -162,6 +166,11 @@ def delete_schedule(
     if schedule.deployment_id:
         _orchestrator(scheduler.delete, schedule.deployment_id)
     svc.store.delete_doc("scheduled_experiments", schedule.id)
+    for status in ("queued", "running"):  # its fires in flight end with it
+        unfinished, _ = svc.store.list_experiments(project_ids=[schedule.project_id], status=status, limit=1000)
+        for experiment in unfinished:
+            if experiment.scheduled_experiment_id == schedule.id:
+                svc.store.cancel_experiment(experiment.id, f"its scheduled experiment {schedule.id} was deleted")
     return schedule.model_copy(update={"status": "paused", "next_run_at": None})
 
 

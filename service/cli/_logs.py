@@ -88,8 +88,8 @@ def inspect(
             table.add_row(project, date, model, f"{rows:,}")
         out.print(table)
         total = int(counts.get_column("rows").sum()) if counts.height else 0
-        out.print(f"{total:,} rows; schema: " + ("ok" if not problems else f"{len(problems)} bad file(s)"))
+        out.print(f"{total:,} rows; schema: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
         for line in problems:
             err.print(f"[red]schema:[/red] {line}", soft_wrap=True)
     if problems:
-        raise LogSchemaError(f"{len(problems)} file(s) fail the schema check; the first: {problems[0]}")
+        raise LogSchemaError(f"{len(problems)} problem(s) in the log store; the first: {problems[0]}")

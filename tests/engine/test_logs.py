@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from engine.errors import EmptyWindowError, LogSchemaError
-from engine.logs import Filters, Window, inspect_store, load_window, partition_files, write_partitioned
+from engine.logs import Filters, Window, check_prompts, inspect_store, load_window, partition_files, write_partitioned
 from tests.conftest import STORE_END, log_frame
 
 UTC = dt.UTC
@@ -121,3 +121,50 @@ def test_inspect_counts_rows_and_reports_bad_files(log_store: Path, tmp_path: Pa
     _write(tmp_path, log_frame([{}]).drop("status"))
     _, problems = inspect_store(str(tmp_path))
     assert len(problems) == 1 and "'status' is missing" in problems[0]
+
+
+BROKEN_ROWS = {
+    "model": ({"model": None}, "model is missing (null) in 1 row (e.g. request r1)"),
+    "input_tokens": ({"input_tokens": -5}, "input_tokens is negative in 1 row (e.g. request r1)"),
+    "cached_input_tokens": ({"cached_input_tokens": 2000}, "cached_input_tokens is above input_tokens"),
+    "latency_ms": ({"latency_ms": float("nan")}, "latency_ms is negative or not finite"),
+    "status": ({"status": "timeout"}, "status is neither 'ok' nor 'error'"),
+}
+
+
+@pytest.mark.parametrize("column", list(BROKEN_ROWS))
+def test_rows_that_break_the_schema_are_refused_naming_the_column_and_a_request(tmp_path: Path, column: str) -> None:
+    change, sentence = BROKEN_ROWS[column]
+    t0 = dt.datetime(2026, 4, 1, tzinfo=UTC)
+    write_partitioned(log_frame([{"timestamp": t0}, {"timestamp": t0, **change}]), tmp_path, "p")
+    with pytest.raises(LogSchemaError, match="break the log schema") as caught:
+        load_window(str(tmp_path), Window("p", t0, t0 + dt.timedelta(hours=1)))
+    assert caught.value.param == column and sentence in caught.value.message
+    _, problems = inspect_store(str(tmp_path))
+    assert sentence in problems[0] and "part-0.parquet" in problems[0]
+
+
+@pytest.mark.parametrize("request_json", ["not json", '[{"role": "user"}]', '{"messages": "hi"}', '{"prompt": "x"}'])
+def test_prompts_that_are_not_chat_requests_are_refused_before_a_run_sends_them(request_json: str) -> None:
+    rows = log_frame(
+        [{"request_json": '{"messages": [{"role": "user", "content": "hi"}]}'}, {"request_json": request_json}]
+    )
+    with pytest.raises(LogSchemaError, match="request_json is not an OpenAI chat request") as caught:
+        check_prompts(rows)
+    assert caught.value.param == "request_json" and "request r1" in caught.value.message
+    check_prompts(rows.head(1))
+
+
+def test_a_partition_that_is_not_a_date_is_named_not_skipped(tmp_path: Path) -> None:
+    t0 = dt.datetime(2026, 4, 1, tzinfo=UTC)
+    write_partitioned(log_frame([{"timestamp": t0}]), tmp_path, "p")
+    for name in ("date=not-a-date", "date=2026-13-45"):
+        stray = tmp_path / "project_id=p" / name
+        stray.mkdir()
+        write_partitioned(log_frame([{"timestamp": t0}]), tmp_path / "stray", "p")
+    with pytest.raises(LogSchemaError, match="not a date=YYYY-MM-DD partition") as caught:
+        load_window(str(tmp_path), Window("p", t0, t0 + dt.timedelta(hours=1)))
+    assert caught.value.param == "date"
+    counts, problems = inspect_store(str(tmp_path))
+    assert int(counts.get_column("rows").sum()) == 1
+    assert sorted(p.rsplit("/", 1)[-1].split(":")[0] for p in problems) == ["date=2026-13-45", "date=not-a-date"]

@@ -22,6 +22,8 @@ SPEC = {
     **WINDOW,
     "hypothesis": "cheaper",
 }
+MINI = {"model": "gpt-4o-mini"}
+RULES = SPEC | {"candidatePolicy": "custom_rules"}
 
 
 @pytest.fixture
@@ -38,10 +40,13 @@ def cli(tmp_path: Path, log_store: Path):  # type: ignore[no-untyped-def]
     return run
 
 
-def write_spec(tmp_path: Path, body: dict[str, Any] | str, name: str = "spec.yaml") -> str:
+def write_spec(tmp_path: Path, body: dict[str, Any] | str | bytes, name: str = "spec.yaml") -> str:
     path = tmp_path / name
     dump = json.dumps if name.endswith(".json") else yaml.safe_dump
-    path.write_text(body if isinstance(body, str) else dump(body))
+    if isinstance(body, bytes):
+        path.write_bytes(body)
+    else:
+        path.write_text(body if isinstance(body, str) else dump(body))
     return str(path)
 
 
@@ -106,6 +111,13 @@ def test_replaying_the_baseline_against_itself(cli, tmp_path: Path) -> None:  # 
         (SPEC | {"candidatePolicy": "ensemble", "candidateConfig": {"models": ["a", "b"]}}, "[candidatePolicy]"),
         (SPEC | {"hypothesis": "x" * 2001}, "hypothesis: String should have at most 2000 characters"),
         (SPEC | {"windowStart": "last tuesday"}, "windowStart: Input should be a valid datetime"),
+        (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "is not a text file"),
+        (
+            RULES | {"candidateConfig": {"rules": [{"else": "@production:99999999999999999999"}]}},
+            "names no saved routing config",
+        ),
+        (RULES | {"candidateConfig": {"rules": [{"if": "input_tokens > " + "9" * 400, "then": MINI}]}}, "digits"),
+        (RULES | {"candidateConfig": {"rules": [{"if": "(" * 200 + "hour > 1" + ")" * 200, "then": MINI}]}}, "nests"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_stored(cli, tmp_path: Path, body: Any, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -327,6 +327,17 @@ def test_webhooks_outside_the_operators_allow_list_are_refused(served: Served, u
         ({"candidatePolicy": "ensemble", "candidateConfig": {"models": ["gpt-4o"]}}, "candidatePolicy"),
         ({"hypothesis": "x" * 2001}, "hypothesis"),
         ({"judgeRubric": "Is it correct?"}, None),
+        (
+            {
+                "mode": "with_responses",
+                "sampleSize": 1000,
+                "sampleMethod": "random",
+                "spendCapUsd": 1,
+                "candidateConfig": {"model": "gpt-4o-mini", "provider_credential_id": "pc_nowhere"},
+            },
+            "provider_credential_id",
+        ),
+        ({"cronExpression": "0 " * 50_000 + "*"}, "cronExpression"),
     ],
 )
 def test_bad_schedules_are_refused_and_nothing_is_created(
@@ -339,6 +350,14 @@ def test_bad_schedules_are_refused_and_nothing_is_created(
     if param is not None:
         assert error["param"] == param, error
     assert len(served.client.get(API, headers=served.headers(served.live_key)).json()["data"]) == before
+
+
+def test_deleting_a_schedule_settles_its_fire_in_flight(served: Served) -> None:
+    schedule = create(served, name="deleted at once")
+    deleted = served.client.delete(f"{API}/{schedule['id']}", headers=served.headers(served.live_key))
+    assert deleted.status_code == 200, deleted.text
+    fire = served.wait(f"/manage/v1/experiments/{schedule['last_experiment_id']}", key=served.live_key)
+    assert fire["status"] == "cancelled" and "was deleted" in fire["status_reason"], fire
 
 
 def test_a_chained_judge_run_feeds_the_judge_metrics(served: Served) -> None:
