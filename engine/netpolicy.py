@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from engine.errors import ConfigError
@@ -271,6 +272,21 @@ class Target:
         except ValueError:
             return False
         return scheme == self.scheme and same_host and (port or DEFAULT_PORTS.get(scheme)) == self.port
+
+    def pin(
+        self, scheme: str, host: str, port: int | None, extensions: Mapping[str, Any], *, what: str, param: str
+    ) -> tuple[str, dict[str, Any]]:
+        """The checked address a request for ``scheme://host:port`` goes to, and its extensions with the TLS name.
+
+        SNI and the certificate check keep the host name. Any other origin (a redirect, say) is a
+        ``ConfigError`` naming ``param``.
+        """
+        if not self.is_origin(scheme, host, port):
+            raise ConfigError(f"{what} request to {host!r} refused: only the checked target may be called", param=param)
+        pinned = dict(extensions)
+        if self.tls_name is not None:
+            pinned["sni_hostname"] = self.tls_name
+        return str(self.address), pinned
 
 
 def resolve_host(host: str, port: int) -> list[Address]:

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, Field, field_validator
 
-from engine.errors import ConfigError
 from engine.netpolicy import Resolver, Target, check_url, resolve_host
 from engine.schema import NAME_MAX, Body
 
@@ -157,16 +156,12 @@ class PinnedTransport(httpx.HTTPTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` to ``target.address``."""
         url = request.url
-        if not self.target.is_origin(url.scheme, url.raw_host.decode("ascii"), url.port):
-            raise ConfigError(
-                f"webhook request to {url.host!r} refused: only the checked target may be called", param="url"
-            )
-        extensions = dict(request.extensions)
-        if self.target.tls_name is not None:
-            extensions["sni_hostname"] = self.target.tls_name
+        address, extensions = self.target.pin(
+            url.scheme, url.raw_host.decode("ascii"), url.port, request.extensions, what="webhook", param="url"
+        )
         pinned = httpx.Request(
             request.method,
-            url.copy_with(host=str(self.target.address)),
+            url.copy_with(host=address),
             headers=request.headers,
             stream=request.stream,
             extensions=extensions,

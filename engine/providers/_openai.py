@@ -11,7 +11,6 @@ from typing import Any
 import httpx2  # the openai SDK's HTTP client (a fork of httpx)
 import openai
 
-from engine.errors import ConfigError
 from engine.netpolicy import Target
 from engine.providers._base import PAIR_HEADER, ChatCall, ChatResult, Provider
 
@@ -73,17 +72,13 @@ class PinnedAsyncTransport(httpx2.AsyncHTTPTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send ``request`` to ``target.address``."""
         url = request.url
-        if not self.target.is_origin(url.scheme, url.raw_host.decode("ascii"), url.port):
-            raise ConfigError(
-                f"provider request to {url.host!r} refused: only the checked base URL may be called",
-                param="provider_credential_id",
-            )
-        extensions = dict(request.extensions)
-        if self.target.tls_name is not None:
-            extensions["sni_hostname"] = self.target.tls_name
+        address, extensions = self.target.pin(
+            url.scheme, url.raw_host.decode("ascii"), url.port, request.extensions,
+            what="provider", param="provider_credential_id",
+        )  # fmt: skip
         pinned = httpx2.Request(
             request.method,
-            url.copy_with(host=str(self.target.address)),
+            url.copy_with(host=address),
             headers=request.headers,
             stream=request.stream,
             extensions=extensions,

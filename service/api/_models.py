@@ -61,6 +61,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         403: "The key may not do this.",
         404: "No such object (or not in the key's projects).",
         409: "Conflicts with the object's state, or an Idempotency-Key reused with another body.",
+        413: "The request body is larger than 1 MiB.",
         503: "The orchestrator could not be reached.",
     }.items()
 }

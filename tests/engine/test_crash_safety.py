@@ -178,6 +178,10 @@ def test_kill_minus_nine_at_random_points_never_loses_or_doubles_money(bench: Be
     estimate = core.preflight_experiment(bench.svc, json.loads(_spec(bench.spec_dir / "probe.json", 1.0).read_text()))
     books = [_cycle(n, rng, bench, estimate.estimate.estimated_cost_usd) for n in range(CYCLES)]
     for n, b in enumerate(books):
+        print(  # the figures, with -s
+            f"cycle {n}: {b.status}, {b.interrupted} interrupted; billed ${b.provider_usd:.6f}, recorded "
+            f"${b.recorded_usd:.6f} (reservations ${b.reserved_usd:.6f}), cap ${b.cap_usd:.6f}"
+        )
         # Recorded = settled costs + the reservations of interrupted calls: never below what was billed but for
         # calls whose answer outran its reservation, never above it by more than those reservations.
         assert abs(b.recorded_usd - b.provider_usd) <= b.reserved_usd + 1e-9, (n, b)

@@ -19,6 +19,7 @@ lifespan (a second webhook dispatcher) on the served app.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -40,8 +41,8 @@ from tests.service.api.conftest import PROJECT, Served, body_routing_only
 #: schemathesis' own strategies draw from ``random`` (a deprecation hypothesis reports at length on every run).
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-#: Per operation and generation mode: the ~46 operations fuzz in about 30 s on 2 cores.
-MAX_EXAMPLES = 25
+#: Per operation and generation mode: the ~46 operations fuzz in about 30 s on 2 cores (more for a longer pass).
+MAX_EXAMPLES = int(os.environ.get("REHEARSAL_FUZZ_EXAMPLES", "25"))
 #: Path parameters swapped for real objects, on these methods only.
 READ_ONLY = {"GET"}
 READ_ONLY_POSTS = ("/preflight",)
