@@ -242,18 +242,20 @@ def _stored(store: Store, run: RunLease) -> Experiment | JudgeRun:
     return store.get_experiment(run.run_id) if run.table == "experiments" else store.get_judge_run(run.run_id)
 
 
-def _dead(store: Store, run: RunLease, settings: Settings, flow_state: Callable[[str], str | None]) -> str | None:
+FlowStates = Callable[[list[str]], dict[str, str]]
+
+
+def _dead(run: RunLease, settings: Settings, flow_states: dict[str, str]) -> str | None:
     """Why nothing executes ``run`` any more (``None``: something does, or may soon)."""
     if run.lease:
         if lease_is_live(run.lease, run.heartbeat_at, settings.lease_expiry_s):
             return None
         return f"the process executing it ({run.lease}) died"
-    flow_run_id = _stored(store, run).flow_run_id
-    if flow_run_id is None:
+    if run.flow_run_id is None:
         return "nothing was executing it"  # stored, never handed to an orchestrator (or that failed)
-    state = flow_state(flow_run_id)
+    state = flow_states.get(run.flow_run_id)
     if state in ("CRASHED", "FAILED", "CANCELLED", "COMPLETED"):
-        return f"its flow run {flow_run_id} ended {state} before it started the run"
+        return f"its flow run {run.flow_run_id} ended {state} before it started the run"
     return None  # queued in the orchestrator, or it cannot say now
 
 
@@ -261,7 +263,7 @@ def recover(
     store: Store,
     settings: Settings,
     relaunch: Callable[[str, str], None],
-    flow_state: Callable[[str], str | None] = lambda _: None,
+    flow_states: FlowStates = lambda _: {},
     *,
     at_start: bool = False,
 ) -> list[str]:
@@ -270,21 +272,23 @@ def recover(
     ``serve`` calls it at start (``at_start``: nothing of an earlier process runs, so a queued run not
     yet claimed is started again) and then every ``run_watch_s``, so a run whose process crashed is
     resumed within a minute. ``relaunch(table, run_id)`` starts a run again (it resumes from its
-    checkpoint); ``flow_state(flow_run_id)`` is the orchestrator's state of a flow run (e.g. ``CRASHED``),
-    ``None`` when unknown. A run resumed ``max_recoveries`` times, or whose hard timeout passed, is failed.
-    Returns one line per run handled.
+    checkpoint); ``flow_states(flow_run_ids)`` is the orchestrator's state of those flow runs (e.g.
+    ``CRASHED``; one it cannot say is left out). A run resumed ``max_recoveries`` times, or whose hard
+    timeout passed, is failed. Returns one line per run handled.
     """
+    runs = [run for table in RUN_TABLES for run in store.unfinished_runs(table)]
+    waiting = [run.flow_run_id for run in runs if not run.lease and run.flow_run_id]
+    states = flow_states(waiting) if waiting and not at_start else {}
     lines = []
-    for table in RUN_TABLES:
-        for run in store.unfinished_runs(table):
-            why = _dead(store, run, settings, flow_state)
-            if why is None and at_start and not run.lease:
-                why = "the service stopped before it started"
-            if why is None:
-                continue
-            line = _recover_one(store, settings, run, why, relaunch)
-            if line:
-                lines.append(line)
+    for run in runs:
+        why = _dead(run, settings, states)
+        if why is None and at_start and not run.lease:
+            why = "the service stopped before it started"
+        if why is None:
+            continue
+        line = _recover_one(store, settings, run, why, relaunch)
+        if line:
+            lines.append(line)
     return lines
 
 

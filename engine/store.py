@@ -178,6 +178,7 @@ class RunLease:
     lease: str | None
     heartbeat_at: dt.datetime | None
     recoveries: int
+    flow_run_id: str | None = None
 
 
 def lease_is_live(lease: str | None, heartbeat_at: dt.datetime | None = None, expiry_s: float | None = None) -> bool:
@@ -408,11 +409,11 @@ class Store:
         """Every queued or running run of ``table`` with its lease, oldest first."""
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT id, status, lease, heartbeat_at, recoveries FROM {table} "
+                f"SELECT id, status, lease, heartbeat_at, recoveries, json_extract(body, '$.flow_run_id') FROM {table} "
                 "WHERE status IN ('queued', 'running') ORDER BY created_at"
             ).fetchall()
         return [
-            RunLease(table, r[0], r[1], r[2], dt.datetime.fromisoformat(r[3]) if r[3] else None, int(r[4] or 0))
+            RunLease(table, r[0], r[1], r[2], dt.datetime.fromisoformat(r[3]) if r[3] else None, int(r[4] or 0), r[5])
             for r in rows
         ]
 

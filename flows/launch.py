@@ -16,6 +16,7 @@ from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.runner import Runner
 
@@ -65,15 +66,16 @@ class PrefectLauncher:
             )
         return str(flow_run.id)
 
-    def flow_state(self, flow_run_id: str) -> str | None:
-        """The state type of a flow run (e.g. ``CRASHED``); ``None`` when Prefect cannot say now."""
+    def flow_states(self, flow_run_ids: list[str]) -> dict[str, str]:
+        """The state type of each flow run (e.g. ``CRASHED``), in one query; ones Prefect cannot say are left out."""
         try:
+            ids = [UUID(i) for i in flow_run_ids]
             with get_client(sync_client=True) as client:
-                state = client.read_flow_run(UUID(flow_run_id)).state
-        except Exception as exc:  # unreachable, or the flow run was deleted: unknown, never "dead"
-            log.debug("could not read flow run %s: %s", flow_run_id, exc)
-            return None
-        return state.type.value if state is not None else None
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+        except Exception as exc:  # unreachable: unknown, never "dead"
+            log.debug("could not read flow runs: %s", exc)
+            return {}
+        return {str(run.id): run.state.type.value for run in runs if run.state is not None}
 
 
 class RunnerThread:

@@ -315,8 +315,8 @@ class Launcher(Protocol):
         """Start run ``run_id`` of ``table`` (``experiments`` or ``judge_runs``); return the flow run id."""
         ...
 
-    def flow_state(self, flow_run_id: str) -> str | None:
-        """The state type of a flow run (``SCHEDULED``, ``RUNNING``, ``CRASHED``, …); ``None`` when unknown."""
+    def flow_states(self, flow_run_ids: list[str]) -> dict[str, str]:
+        """The state type of each flow run (``SCHEDULED``, ``RUNNING``, ``CRASHED``, …); unknown ones left out."""
         ...
 
 
@@ -445,7 +445,7 @@ def recover_runs(
                     return
         start_run(svc, table, run_id, lambda: launcher.launch(table, run_id))
 
-    return execution.recover(svc.store, svc.settings, relaunch, launcher.flow_state, at_start=at_start)
+    return execution.recover(svc.store, svc.settings, relaunch, launcher.flow_states, at_start=at_start)
 
 
 def cancel_experiment(svc: Services, experiment_id: str, *, project_ids: list[str] | None = None) -> Experiment:

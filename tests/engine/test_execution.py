@@ -118,13 +118,13 @@ def test_the_watch_resumes_a_crashed_run_leaves_queued_ones_and_gives_up_after_m
     _flow_run(store, never_started, "fr-crashed")
     states = {"fr-pending": "PENDING", "fr-crashed": "CRASHED"}
     relaunched: list[str] = []
-    lines = recover(store, settings, lambda _t, run_id: relaunched.append(run_id), states.get)
+    lines = recover(store, settings, lambda _t, run_id: relaunched.append(run_id), lambda _ids: states)
     assert sorted(relaunched) == sorted([crashed.id, never_started.id])  # the pending one waits for its runner
     assert any(crashed.id in line and "died" in line for line in lines)
     # The relaunched run's new process dies too, twice: then it is failed, not resumed forever.
     for _ in range(2):
         _set_lease(store, crashed.id, _dead_lease())
-        recover(store, settings, lambda _t, run_id: relaunched.append(run_id), states.get)
+        recover(store, settings, lambda _t, run_id: relaunched.append(run_id), lambda _ids: states)
     failed = store.get_experiment(crashed.id)
     assert failed.status == "failed" and "after 2 resumes" in (failed.status_reason or ""), failed.status_reason
     assert relaunched.count(crashed.id) == 2
