@@ -19,6 +19,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.runner import Runner
+from prefect.states import Cancelled
 
 from flows.runs import experiment_flow, judge_flow
 from flows.scheduling import scheduled_deployment_ids
@@ -65,6 +66,11 @@ class PrefectLauncher:
                 self._deployment_ids[table], parameters={parameter: run_id}, name=run_id, tags=["rehearsal"]
             )
         return str(flow_run.id)
+
+    def cancel(self, flow_run_id: str) -> None:
+        """Cancel a flow run whose run was cancelled while queued, so the runner starts no process for it."""
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(UUID(flow_run_id), Cancelled(message="cancelled on request"))
 
     def flow_states(self, flow_run_ids: list[str]) -> dict[str, str]:
         """The state type of each flow run (e.g. ``CRASHED``), in one query; ones Prefect cannot say are left out."""

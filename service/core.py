@@ -6,6 +6,7 @@ inputs into these calls and render what comes back.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from engine.settings import Settings
 from engine.similarity import Histogram, histogram
 from engine.store import Store, descendants, new_id, utcnow
 
+log = logging.getLogger("rehearsal.service")
 ProgressFn = Callable[[int, int, float], None]
 
 #: Ended experiments whose pairs stay in memory for paging and histograms.
@@ -315,6 +317,10 @@ class Launcher(Protocol):
         """Start run ``run_id`` of ``table`` (``experiments`` or ``judge_runs``); return the flow run id."""
         ...
 
+    def cancel(self, flow_run_id: str) -> None:
+        """Cancel a flow run that has not started its run."""
+        ...
+
     def flow_states(self, flow_run_ids: list[str]) -> dict[str, str]:
         """The state type of each flow run (``SCHEDULED``, ``RUNNING``, ``CRASHED``, …); unknown ones left out."""
         ...
@@ -448,11 +454,27 @@ def recover_runs(
     return execution.recover(svc.store, svc.settings, relaunch, launcher.flow_states, at_start=at_start)
 
 
-def cancel_experiment(svc: Services, experiment_id: str, *, project_ids: list[str] | None = None) -> Experiment:
-    """Ask a queued or running experiment to stop; calls in flight finish and are recorded."""
+def _withdraw(launcher: Launcher | None, run: Experiment | JudgeRun) -> None:
+    """A run cancelled while queued: its flow run need not start a process only to find it cancelled."""
+    if launcher is None or run.status != "queued" or run.flow_run_id is None:
+        return
+    try:
+        launcher.cancel(run.flow_run_id)
+    except Exception as exc:  # best effort: the flow run then starts, sees the cancel and ends
+        log.info("could not cancel flow run %s of %s: %s", run.flow_run_id, run.id, exc)
+
+
+def cancel_experiment(
+    svc: Services, experiment_id: str, *, project_ids: list[str] | None = None, launcher: Launcher | None = None
+) -> Experiment:
+    """Ask a queued or running experiment to stop; calls in flight finish and are recorded.
+
+    A queued one's flow run is cancelled too (through ``launcher``, when given), so it starts nothing.
+    """
     experiment = get_experiment(svc, experiment_id, project_ids=project_ids)
     if not svc.store.cancel_experiment(experiment.id, "cancelled on request"):
         raise Conflict(f"experiment {experiment_id!r} is {experiment.status}; it cannot be cancelled", param="id")
+    _withdraw(launcher, experiment)
     return svc.store.get_experiment(experiment.id)
 
 
@@ -633,11 +655,14 @@ def list_judge_runs(
     return svc.store.list_judge_runs(experiment.id, limit=limit, cursor=cursor)
 
 
-def cancel_judge_run(svc: Services, run_id: str, *, project_ids: list[str] | None = None) -> JudgeRun:
-    """Ask a queued or running judge run to stop."""
+def cancel_judge_run(
+    svc: Services, run_id: str, *, project_ids: list[str] | None = None, launcher: Launcher | None = None
+) -> JudgeRun:
+    """Ask a queued or running judge run to stop (a queued one's flow run is cancelled too)."""
     run = get_judge_run(svc, run_id, project_ids=project_ids)
     if not svc.store.cancel_judge_run(run.id, "cancelled on request"):
         raise Conflict(f"judge run {run_id!r} is {run.status}; it cannot be cancelled", param="id")
+    _withdraw(launcher, run)
     return svc.store.get_judge_run(run.id)
 
 

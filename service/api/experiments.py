@@ -102,9 +102,9 @@ def similarity_histogram(
 
 
 @router.post("/{experiment_id}/cancel", response_model=Data[Experiment])
-def cancel(experiment_id: ExperimentId, svc: Svc, scope: Scope) -> dict[str, Any]:
+def cancel(experiment_id: ExperimentId, svc: Svc, scope: Scope, launcher: Launch) -> dict[str, Any]:
     """Stop a queued or running experiment; calls in flight finish and are recorded."""
-    return {"data": core.cancel_experiment(svc, experiment_id, project_ids=scope)}
+    return {"data": core.cancel_experiment(svc, experiment_id, project_ids=scope, launcher=launcher)}
 
 
 @router.post("/{experiment_id}/promote", response_model=Data[Promotion])

@@ -73,7 +73,9 @@ def results(
 
 
 @router.post("/{judge_run_id}/cancel", response_model=Data[JudgeRun])
-def cancel(experiment_id: ExperimentId, judge_run_id: RunId, svc: Svc, scope: Scope) -> dict[str, Any]:
+def cancel(
+    experiment_id: ExperimentId, judge_run_id: RunId, svc: Svc, scope: Scope, launcher: Launch
+) -> dict[str, Any]:
     """Stop a queued or running judge run."""
     run = _run(svc, experiment_id, judge_run_id, scope)
-    return {"data": core.cancel_judge_run(svc, run.id, project_ids=scope)}
+    return {"data": core.cancel_judge_run(svc, run.id, project_ids=scope, launcher=launcher)}

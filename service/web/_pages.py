@@ -346,7 +346,9 @@ def promote(request: Request, experiment_id: str, svc: Svc, session: SessionDep,
 @router.post("/experiments/{experiment_id}/cancel")
 def cancel(request: Request, experiment_id: str, svc: Svc, session: SessionDep, form: FormDep) -> Response:
     """Stop a queued or running experiment (``core.cancel_experiment``)."""
-    experiment = core.cancel_experiment(svc, experiment_id, project_ids=session.scope)
+    experiment = core.cancel_experiment(
+        svc, experiment_id, project_ids=session.scope, launcher=request.app.state.launcher
+    )
     return _back(request, f"/experiments/{quote(experiment.id)}")
 
 
@@ -393,7 +395,7 @@ def cancel_judge(
 ) -> Response:
     """Stop a queued or running judge run (``core.cancel_judge_run``)."""
     run = _judge_run(svc, experiment_id, run_id, session.scope)
-    core.cancel_judge_run(svc, run.id, project_ids=session.scope)
+    core.cancel_judge_run(svc, run.id, project_ids=session.scope, launcher=request.app.state.launcher)
     return _back(request, f"/experiments/{quote(experiment_id)}/judge/{quote(run.id)}")
 
 

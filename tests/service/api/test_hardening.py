@@ -267,3 +267,16 @@ def test_an_unexpected_error_is_a_500_envelope_and_the_connection_survives() -> 
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_cancelling_a_queued_run_cancels_its_flow_run_so_no_process_starts(served: Served) -> None:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    created = served.client.post(f"{API}/experiments", json=body_routing_only(), headers=served.headers()).json()
+    cancelled = served.client.post(f"{API}/experiments/{created['data']['id']}/cancel", headers=served.headers())
+    assert cancelled.status_code == 200 and cancelled.json()["data"]["status"] == "cancelled", cancelled.text
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(created["data"]["flow_run_id"])).state
+    assert state is not None and state.type.value in ("CANCELLED", "CANCELLING"), state
