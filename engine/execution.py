@@ -97,7 +97,7 @@ def admit_experiment(
         models = sorted(set(planned.sample.get_column("route_model").to_list()))
         credentials = project_credentials(ctx.credentials, ctx.store, project.id, ctx.settings.provider_allow_hosts)
         responses.endpoints_for(spec, models, ctx.catalog, credentials)  # unknown credential / missing key: refuse now
-    experiment = new_experiment(spec).model_copy(update=fields)
+    experiment = new_experiment(spec, ctx.catalog).model_copy(update=fields)
     return ctx.store.put_experiment(experiment), planned
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from engine.errors import ConfigError, NotFound
 from engine.logs import Filters, Window, load_window
-from engine.pricing import Catalog
+from engine.pricing import AsOf, Catalog, today
 from engine.replay import REPLAY_COLUMNS, ReplayResult, replay
 from engine.routing import Policy, RefResolver, build_policy
-from engine.schema import Experiment, ExperimentCreate, Progress
+from engine.schema import Experiment, ExperimentCreate, ExperimentPricing, Progress
 from engine.store import Store, new_id, utcnow
 
 #: Versions count up from 1; one with more digits than this cannot exist (and would overflow SQLite's integers).
@@ -45,16 +46,42 @@ def window_of(spec: ExperimentCreate) -> Window:
     return Window(spec.project_id, spec.window_start, spec.window_end, Filters(f.models, f.end_user_ids, f.tags))
 
 
-def replay_spec(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> ReplayResult:
-    """Load the spec's window and replay it through the candidate."""
+def pricing_of(spec: ExperimentCreate, catalog: Catalog) -> ExperimentPricing:
+    """The list prices ``spec`` asks for: the catalog's source and version, and the price date.
+
+    ``now`` is fixed here, so a resumed or repeated replay of the experiment prices the same.
+    """
+    as_of = spec.pricing.as_of
+    day = None if as_of == "row" else today() if as_of == "now" else dt.date.fromisoformat(as_of)
+    described = catalog.describe()
+    return ExperimentPricing(
+        source=str(described["source"]),
+        version=str(described["version"]),
+        overrides=described["overrides"],
+        as_of=as_of,
+        price_date=day,
+    )
+
+
+def as_of(pricing: ExperimentPricing) -> AsOf:
+    """The replay's price date: ``"row"`` or the recorded date."""
+    if pricing.as_of == "row" or pricing.price_date is None:
+        return "row"
+    return pricing.price_date
+
+
+def replay_spec(
+    spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str, pricing: ExperimentPricing | None = None
+) -> ReplayResult:
+    """Load the spec's window and replay it through the candidate at the prices of ``pricing`` (default: the spec's)."""
     policy = candidate_policy(spec, store)
     columns = [*REPLAY_COLUMNS, *sorted(policy.columns() | window_of(spec).filters.columns)]
     frame = load_window(logs_root, window_of(spec), columns)
-    return replay(frame, policy, catalog)
+    return replay(frame, policy, catalog, as_of=as_of(pricing or pricing_of(spec, catalog)))
 
 
-def new_experiment(spec: ExperimentCreate) -> Experiment:
-    """A queued experiment for ``spec`` (its summaries come when it runs)."""
+def new_experiment(spec: ExperimentCreate, catalog: Catalog | None = None) -> Experiment:
+    """A queued experiment for ``spec`` (its summaries come when it runs); with ``catalog``, its prices recorded."""
     label = "replay" if spec.mode == "routing_only" else "with responses"
     return Experiment(
         id=new_id("exp"),
@@ -71,13 +98,17 @@ def new_experiment(spec: ExperimentCreate) -> Experiment:
         sample=spec.sample,
         spend_cap_usd=spec.spend_cap_usd,
         embedding_model=spec.embedding_model,
+        pricing=pricing_of(spec, catalog) if catalog is not None else None,
         created_at=utcnow(),
     )
 
 
 def spec_of(experiment: Experiment) -> ExperimentCreate:
     """The create body an experiment was made from."""
-    return ExperimentCreate.model_validate(experiment.model_dump(include=set(ExperimentCreate.model_fields)))
+    body = experiment.model_dump(include=set(ExperimentCreate.model_fields) - {"pricing"})
+    if experiment.pricing is not None:
+        body["pricing"] = {"as_of": experiment.pricing.as_of}
+    return ExperimentCreate.model_validate(body)
 
 
 def check_candidate(spec: ExperimentCreate, *, store: Store, catalog: Catalog) -> Policy:
@@ -96,7 +127,9 @@ def check_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog
 
 def replay_into(experiment: Experiment, *, store: Store, catalog: Catalog, logs_root: str) -> Experiment:
     """The routing-only ``experiment``, completed with its replay's summaries (not stored)."""
-    result = replay_spec(spec_of(experiment), store=store, catalog=catalog, logs_root=logs_root)
+    spec = spec_of(experiment)
+    pricing = experiment.pricing or pricing_of(spec, catalog)
+    result = replay_spec(spec, store=store, catalog=catalog, logs_root=logs_root, pricing=pricing)
     rows = result.baseline.request_count
     return experiment.model_copy(
         update={
@@ -106,6 +139,7 @@ def replay_into(experiment: Experiment, *, store: Store, catalog: Catalog, logs_
             "candidate_summary": result.candidate,
             "deltas": result.deltas,
             "notes": result.notes,
+            "pricing": pricing,
             "started_at": experiment.started_at or experiment.created_at,
             "completed_at": utcnow(),
         }
@@ -119,4 +153,5 @@ def run_routing_only(spec: ExperimentCreate, *, store: Store, catalog: Catalog, 
             f"mode {spec.mode!r} cannot run here: this build replays routing only (mode 'routing_only')",
             param="mode",
         )
-    return store.put_experiment(replay_into(new_experiment(spec), store=store, catalog=catalog, logs_root=logs_root))
+    experiment = new_experiment(spec, catalog)
+    return store.put_experiment(replay_into(experiment, store=store, catalog=catalog, logs_root=logs_root))

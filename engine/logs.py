@@ -13,10 +13,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from engine.errors import EmptyWindowError, LogSchemaError
+
+if TYPE_CHECKING:
+    from engine.pricing import Catalog
 
 #: Column -> canonical type. Required columns first.
 REQUIRED: dict[str, pl.DataType] = {
@@ -324,8 +328,11 @@ def write_partitioned(frame: pl.DataFrame, root: str | Path, project_id: str, *,
     return written
 
 
-def inspect_store(root: str) -> tuple[pl.DataFrame, list[str]]:
-    """Row counts per project, day and model, plus one line per file that fails the schema check."""
+def inspect_store(root: str, catalog: Catalog | None = None) -> tuple[pl.DataFrame, list[str]]:
+    """Row counts per project, day and model, plus one line per file that fails the schema check.
+
+    With ``catalog``, a ``priced`` column says whether the catalog prices each model on that day.
+    """
     base = Path(root)
     if not base.is_dir():
         raise LogSchemaError(f"log store {root} does not exist or is not a directory", param="logs")
@@ -354,11 +361,24 @@ def inspect_store(root: str) -> tuple[pl.DataFrame, list[str]]:
                 )
             )
     if not counts:
-        return pl.DataFrame(
-            schema={"project_id": pl.String, "date": pl.String, "model": pl.String, "rows": pl.Int64}
-        ), problems
+        empty: dict[str, pl.DataType] = {
+            "project_id": pl.String(),
+            "date": pl.String(),
+            "model": pl.String(),
+            "rows": pl.Int64(),
+        }
+        if catalog is not None:
+            empty["priced"] = pl.Boolean()
+        return pl.DataFrame(schema=empty), problems
     frame = pl.concat(pl.collect_all(counts)).with_columns(
         pl.col("model").cast(pl.String), pl.col("rows").cast(pl.Int64)
     )
     table = frame.group_by("project_id", "date", "model").agg(pl.col("rows").sum()).sort("project_id", "date", "model")
-    return table.select("project_id", "date", "model", "rows"), problems
+    table = table.select("project_id", "date", "model", "rows")
+    if catalog is not None:
+        priced = [
+            catalog.rates(model, on=dt.date.fromisoformat(day)) is not None
+            for day, model in table.select("date", "model").iter_rows()
+        ]
+        table = table.with_columns(pl.Series("priced", priced, pl.Boolean))
+    return table, problems

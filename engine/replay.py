@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from engine.pricing import Catalog
+from engine.pricing import AsOf, Catalog, piecewise
 from engine.routing import MIN_OBSERVED_ROWS, Policy, RoutingContext
 from engine.schema import Deltas, Summary
 
@@ -76,8 +76,10 @@ def _route_notes(ctx: RoutingContext, moved: list[str]) -> list[str]:
                 "(latency = a + b * output_tokens, plus resampled residuals)."
             )
         else:
+            profile = ctx.catalog.price(model).profile
+            guess = "" if profile == "listed" else f" ({profile} profile: the pricing file does not list {model})"
             notes.append(
-                f"Latency of {model} comes from the catalog profile (time to first token + output tokens / "
+                f"Latency of {model} comes from the catalog profile{guess} (time to first token + output tokens / "
                 f"tokens per second): the window has fewer than {MIN_OBSERVED_ROWS} successful rows of it."
             )
         if stats is None or not stats.has_error_rate:
@@ -85,6 +87,65 @@ def _route_notes(ctx: RoutingContext, moved: list[str]) -> list[str]:
                 f"Error rate of {model} is taken as 0: the window has fewer than {MIN_OBSERVED_ROWS} rows of it."
             )
     return notes
+
+
+def _price_notes(ctx: RoutingContext, moved: list[str]) -> list[str]:
+    if not moved or ctx.as_of != "row":
+        return []
+    notes = ["Moved rows are priced at the list prices in force on each row's own date (pricing.asOf row)."]
+    if ctx.frame.height:
+        first, last = ctx.frame.select(
+            pl.col("timestamp").dt.date().min().alias("first"), pl.col("timestamp").dt.date().max().alias("last")
+        ).row(0)
+        for model in sorted(moved):
+            inside = [d for d in ctx.catalog.changes(model) if first < d <= last]
+            if inside:
+                days = ", ".join(f"{d:%Y-%m-%d}" for d in inside)
+                notes.append(
+                    f"The list price of {model} changes inside the window (on {days}); rows pay the price of their day."
+                )
+    return notes
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} successful baseline row" + ("" if n == 1 else "s")
+
+
+def price_missing_costs(frame: pl.DataFrame, catalog: Catalog) -> tuple[pl.DataFrame, list[str]]:
+    """Price successful rows with no logged cost (null or 0) from the catalog, each at its own date and provider.
+
+    ``baseline_cost_estimated`` flags them. Returns the frame and notes saying how many rows and how
+    much money that was (and which models could not be priced).
+    """
+    wanted = (pl.col("status") == "ok") & (pl.col("cost_usd").is_null() | (pl.col("cost_usd") == 0))
+    keys = frame.lazy().filter(wanted).select("model", "provider").unique().sort("model", "provider", nulls_last=True)
+    cases, unpriced = [], []
+    for model, provider in keys.collect().iter_rows():
+        if catalog.rates(model, provider=provider) is None:
+            unpriced.append(model)
+            continue
+        served = (pl.col("model") == model) & pl.col("provider").eq_missing(pl.lit(provider, pl.String))
+        cases.append((served, catalog.cost(model, on="row", provider=provider)))
+    if not cases and not unpriced:
+        return frame.with_columns(baseline_cost_estimated=pl.lit(False)), []
+    listed = pl.when(wanted).then(piecewise(cases, pl.lit(None, pl.Float64)))
+    frame = frame.with_columns(_listed=listed).with_columns(
+        cost_usd=pl.coalesce("_listed", "cost_usd"), baseline_cost_estimated=pl.col("_listed").is_not_null()
+    )
+    priced = frame.select(pl.col("baseline_cost_estimated").sum(), pl.col("_listed").sum()).row(0)
+    notes = []
+    if priced[0]:
+        notes.append(
+            f"{_rows(priced[0])} without a logged cost (missing or 0) priced from the catalog at "
+            f"{'its' if priced[0] == 1 else 'their'} own date: ${priced[1]:,.4f} in all."
+        )
+    if unpriced:
+        left = frame.select((wanted & pl.col("model").is_in(unpriced)).sum()).item()
+        notes.append(
+            f"{_rows(left)} without a logged cost on a model the catalog cannot price "
+            f"({', '.join(sorted(set(unpriced)))}) counted at $0: add the model to a pricing override file."
+        )
+    return frame.drop("_listed"), notes
 
 
 def _per_model(policy: Policy) -> Callable[[Callable[[str], pl.Expr]], pl.Expr]:
@@ -164,14 +225,18 @@ def _shares(routes: pl.DataFrame, model: str, provider: str) -> pl.DataFrame:
     return routes.group_by(key.alias("key")).agg(pl.col("len").sum())
 
 
-def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog) -> ReplayResult:
+def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog, *, as_of: AsOf | None = None) -> ReplayResult:
     """Replay the window ``frame`` (log columns) through ``policy``.
 
-    Deterministic: the same rows, policy and catalog give the same result.
+    Moved rows pay the list prices in force on ``as_of`` (today when ``None``; ``"row"``: each row's own date).
+
+    Successful rows without a logged cost are priced first (``price_missing_costs``).
+    Deterministic: the same rows, policy, catalog and date give the same result.
     """
     for model in sorted(policy.models()):
         catalog.price(model, param=policy.param)
-    ctx = RoutingContext(catalog, frame)
+    frame, cost_notes = price_missing_costs(frame, catalog)
+    ctx = RoutingContext(catalog, frame, as_of)
     rows = candidate_rows(frame, policy, ctx).collect()
     n = rows.height
     totals = rows.select(
@@ -192,5 +257,5 @@ def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog) -> ReplayResul
         n, totals, "cand", rows.get_column("candidate_latency_ms"), _shares(routes, "route_model", "route_provider")
     )
     moved = routes.filter(pl.col("route_model") != pl.col("model")).get_column("route_model").unique().to_list()
-    notes = _route_notes(ctx, moved)
+    notes = cost_notes + _route_notes(ctx, moved) + _price_notes(ctx, moved)
     return ReplayResult(baseline, candidate, deltas(baseline, candidate, notes), notes, rows)

@@ -105,6 +105,33 @@ class SampleSpec(Body):
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the draw: the same seed draws the same rows.")
 
 
+AS_OF_WORDS = ("now", "row")
+
+
+class PricingSpec(Body):
+    """Which list prices price the candidate's moved rows."""
+
+    as_of: str = Field(
+        "now",
+        max_length=NAME_MAX,
+        description='"now" (the day the experiment is created), "row" (each request at the prices in force on its own '
+        'date: a backtest, where a price change inside the window changes the price from that day), or "YYYY-MM-DD".',
+    )
+
+    @field_validator("as_of")
+    @classmethod
+    def _word_or_date(cls, value: str) -> str:
+        if value in AS_OF_WORDS:
+            return value
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError('must be "now", "row" or a date YYYY-MM-DD') from None
+        if not WINDOW_EARLIEST.date() <= day < WINDOW_LATEST.date():
+            raise ValueError(f"must be between {WINDOW_EARLIEST:%Y-%m-%d} and {WINDOW_LATEST:%Y-%m-%d}")
+        return day.isoformat()
+
+
 class ExperimentCreate(Body):
     """The body of ``POST /manage/v1/experiments`` (and of a CLI spec file)."""
 
@@ -122,6 +149,7 @@ class ExperimentCreate(Body):
     embedding_model: str | None = Field(
         None, max_length=NAME_MAX, description="Similarity embedder (default: local all-MiniLM-L6-v2)."
     )
+    pricing: PricingSpec = Field(default_factory=PricingSpec, description="The date of the candidate's list prices.")
 
     @field_validator("window_start", "window_end")
     @classmethod
@@ -140,6 +168,16 @@ class ExperimentCreate(Body):
             raise ConfigError(
                 f"the window may span at most {WINDOW_LONGEST.days:,} days (windowStart to windowEnd)",
                 param="windowEnd",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pricing_date(self) -> ExperimentCreate:
+        if self.mode == "with_responses" and self.pricing.as_of != "now":
+            raise ConfigError(
+                "pricing.asOf: a with-responses run pays today's prices for its calls; "
+                '"row" and dates apply to routing-only replays',
+                param="pricing.asOf",
             )
         return self
 
@@ -211,6 +249,18 @@ class Preflight(BaseModel):
     auto_cancel_ratio: float
 
 
+class ExperimentPricing(BaseModel):
+    """The list prices an experiment used: the catalog, its version, the override file and the date."""
+
+    source: str = Field(description='The catalog of list prices: "genai-prices".')
+    version: str = Field(description="Its (pinned) version; only its bundled data is read, never fetched.")
+    overrides: str | None = Field(None, description="The pricing override file layered over the shipped one.")
+    as_of: str = Field(description='As the spec asked: "now", "row" or a date.')
+    price_date: dt.date | None = Field(
+        None, description="The date whose prices priced the candidate; null for asOf row (each request its own)."
+    )
+
+
 class Experiment(BaseModel):
     """An experiment as every face returns it."""
 
@@ -237,6 +287,7 @@ class Experiment(BaseModel):
     notes: list[str] = Field(default_factory=list)
     similarity_summary: SimilaritySummary | None = None
     embedding_model: str | None = None
+    pricing: ExperimentPricing | None = Field(None, description="The list prices it used (source, version, date).")
     promoted_version: int | None = None
     flow_run_id: str | None = Field(None, description="The Prefect flow run executing it (served runs only).")
     scheduled_experiment_id: str | None = Field(None, description="The schedule that fired it, if any.")

@@ -14,6 +14,7 @@ import yaml
 from rich.rule import Rule
 from rich.table import Table
 
+from engine.importers import run_import
 from engine.logs import partition_files, write_partitioned
 from engine.providers._sim import DEFAULT_SIM_CONFIG, SimServer, load_sim_config
 from engine.schema import Experiment
@@ -64,6 +65,33 @@ def routing_only(svc: core.Services, end: dt.date) -> list[Experiment]:
         out.print(comparison(experiment))
         done.append(experiment)
     return done
+
+
+SAMPLE = CONFIGS_DIR / "samples" / "litellm_standard_logging.jsonl"
+SAMPLE_PROJECT = "demo-litellm"
+
+
+def imported_sample(svc: core.Services) -> Experiment:
+    """Import LiteLLM's own log records (``configs/samples``) and replay them against one candidate."""
+    out.print(Rule(f"logs import {SAMPLE.relative_to(CONFIGS_DIR.parent)} (a file LiteLLM wrote)"))
+    report = run_import([SAMPLE], svc.logs_root, SAMPLE_PROJECT, svc.catalog)
+    for line in report.lines():
+        out.print(line)
+    days = [
+        dt.date.fromisoformat(f.parent.name.removeprefix("date="))
+        for f in partition_files(svc.logs_root, SAMPLE_PROJECT)
+    ]
+    spec = {
+        "name": "LiteLLM sample: everything to gpt-4.1-mini",
+        "projectId": SAMPLE_PROJECT,
+        "candidatePolicy": "single",
+        "candidateConfig": {"model": "gpt-4.1-mini", "provider_credential_id": "pc_openai_default"},
+        "windowStart": f"{min(days)}T00:00:00Z",
+        "windowEnd": f"{max(days) + dt.timedelta(days=1)}T00:00:00Z",
+    }
+    experiment = core.create_experiment(svc, spec, create_missing_project=True)
+    out.print(comparison(experiment))
+    return experiment
 
 
 def recap(experiments: list[Experiment]) -> Table:
@@ -252,6 +280,7 @@ def run_demo(svc: core.Services) -> None:
     """The whole demo."""
     end = ensure_demo_store(svc)
     experiments = routing_only(svc, end)
+    imported_sample(svc)
     out.print(Rule("Recap"))
     out.print(recap(experiments))
     with demo_provider(svc) as paid:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from engine.pricing import Catalog, cost_at
+from engine.pricing import AsOf, Catalog, today
 
 #: A model needs this many successful rows in the window before its own
 #: latency fit (and this many rows before its own error rate) is trusted.
@@ -92,9 +92,11 @@ class RoutingContext:
     same window always routes the same way.
     """
 
-    def __init__(self, catalog: Catalog, frame: pl.DataFrame) -> None:
+    def __init__(self, catalog: Catalog, frame: pl.DataFrame, as_of: AsOf | None = None) -> None:
         self.catalog = catalog
         self.frame = frame
+        #: The date of the list prices that price moved rows, or ``"row"``: each row's own date.
+        self.as_of: AsOf = today() if as_of is None else as_of
         self.stats = observe(frame)
         self._residuals: dict[str, pl.Series] = {}
 
@@ -120,9 +122,8 @@ class RoutingContext:
         return pl.col("model") == model
 
     def estimated_cost(self, model: str, *, input_only: bool = False) -> pl.Expr:
-        """Cost of each row at ``model``'s list prices (same token counts)."""
-        price = self.catalog.price(model)
-        return cost_at(price, output_tokens=pl.lit(0) if input_only else None)
+        """Cost of each row at ``model``'s list prices on ``as_of`` (same token counts)."""
+        return self.catalog.cost(model, on=self.as_of, output_tokens=pl.lit(0) if input_only else None)
 
     def served_cost(self, model: str) -> pl.Expr:
         """What each row costs served by ``model``: the actual cost where it ran there, else estimated."""

@@ -72,7 +72,7 @@ class CostOptimized(_Argmin):
         tier = self.config.quality_tier
         if tier is None:
             return models
-        kept = [m for m in models if ctx.catalog.models[m].quality_tier <= tier]
+        kept = [m for m in models if ctx.catalog.price(m).quality_tier <= tier]
         if not kept:
             raise ConfigError(
                 f"{self.param}.quality_tier: no allowed model is at tier {tier} or better",

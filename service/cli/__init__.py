@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from engine.errors import ConfigError, Forbidden, NotFound, RehearsalError, Unauthorized
-from service.cli import _experiments, _judge, _logs, _projects
+from service.cli import _experiments, _judge, _logs, _pricing, _projects
 from service.cli._common import err, services
 from service.cli._schedule import schedule_app, signals_app, webhooks_app
 from service.cli._secrets import secrets_app
@@ -28,6 +28,7 @@ app.add_typer(_logs.app, name="logs")
 app.add_typer(_projects.app, name="projects")
 app.add_typer(_experiments.app, name="experiment")
 app.add_typer(_judge.app, name="judge")
+app.add_typer(_pricing.app, name="pricing")
 app.command("sim-provider")(sim_provider)
 app.add_typer(keys_app, name="keys")
 app.add_typer(schedule_app, name="schedule")

@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 from rich.table import Table
 
 from engine.errors import ConfigError, LogSchemaError
-from engine.importers import import_openai_jsonl
+from engine.importers import IMPORTERS, run_import
 from engine.logs import inspect_store, write_partitioned
+from engine.pricing import load_catalog
+from engine.settings import get_settings
 from engine.synth import generate as generate_traffic
 from service.cli._common import JsonOpt, PricingOpt, err, out, print_json, services
 
@@ -58,37 +61,84 @@ def generate(
 
 @app.command("import")
 def import_(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL file to import.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="Files to import (with their companions: a Batch input file, a Langfuse traces file, OTLP logs).",
+        ),
+    ],
     out_dir: Annotated[Path, typer.Option("--out", help="Log-store root to write into.")],
     project: Annotated[str, typer.Option("--project", help="Project id of the rows.")],
-    fmt: Annotated[str, typer.Option("--format", help="Input format.")] = "openai-jsonl",
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="Input format: auto (tell it from the first records) or one of `logs formats`."),
+    ] = "auto",
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse the whole import on the first bad record.")] = False,
+    json_: JsonOpt = False,
     pricing: PricingOpt = None,
 ) -> None:
-    """Import OpenAI-style chat request/response records (with usage) into the store."""
-    if fmt != "openai-jsonl":
-        raise ConfigError(f"--format {fmt!r} is not supported; use openai-jsonl", param="format")
-    rows, files = import_openai_jsonl(file, out_dir, project, services(pricing=pricing).catalog)
-    err.print(f"imported {rows:,} rows for project {project} into {len(files)} daily partitions under {out_dir}")
+    """Import another tool's log files into the store (see `rehearsal logs formats`).
+
+    Records whose request id the project already holds are skipped, so importing twice adds nothing.
+    Rows without a cost are priced from the catalog at their own date. Bad records are refused and
+    reported with their file and line; a file that cannot be read writes nothing.
+    """
+    started = time.perf_counter()
+    catalog = services(pricing=pricing).catalog
+    report = run_import(
+        files,
+        out_dir,
+        project,
+        catalog,
+        fmt=fmt,
+        strict=strict,
+        on_progress=lambda n: err.print(f"  {n:,} records read …"),
+    )
+    if json_:
+        print_json(report)
+        return
+    for line in report.lines():
+        err.print(line)
+    err.print(f"done in {time.perf_counter() - started:.1f}s")
+
+
+@app.command()
+def formats() -> None:
+    """The formats `logs import` reads."""
+    table = Table("format", "what it reads")
+    for name, imp in sorted(IMPORTERS.items()):
+        table.add_row(name, imp.summary)
+    out.print(table)
 
 
 @app.command()
 def inspect(
     root: Annotated[str, typer.Argument(help="Log-store root.")],
     json_: JsonOpt = False,
+    pricing: PricingOpt = None,
 ) -> None:
-    """Row counts per project, day and model, and a schema check of every file."""
-    counts, problems = inspect_store(root)
+    """Row counts per project, day and model, whether the catalog prices each model, and a schema check."""
+    counts, problems = inspect_store(root, load_catalog(pricing or get_settings().pricing))
     if json_:
         print_json({"partitions": counts.to_dicts(), "problems": problems})
     else:
         table = Table(title=f"Log store {root}", title_justify="left")
-        for col in ("project", "date", "model", "rows"):
+        for col in ("project", "date", "model", "rows", "priced"):
             table.add_column(col, justify="right" if col == "rows" else "left")
-        for project, date, model, rows in counts.iter_rows():
-            table.add_row(project, date, model, f"{rows:,}")
+        for project, date, model, rows, priced in counts.iter_rows():
+            table.add_row(project, date, model, f"{rows:,}", "yes" if priced else "[red]no[/red]")
         out.print(table)
         total = int(counts.get_column("rows").sum()) if counts.height else 0
         out.print(f"{total:,} rows; schema: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+        unpriced = counts.filter(~pl.col("priced")).group_by("model").agg(pl.col("rows").sum()).sort("model")
+        if unpriced.height:
+            listed = ", ".join(f"{m} ({n:,} rows)" for m, n in unpriced.iter_rows())
+            out.print(
+                f"not priced by the catalog: {listed}; add them to a pricing override file (REHEARSAL_PRICING / "
+                "--pricing; see `rehearsal pricing show`)"
+            )
         for line in problems:
             err.print(f"[red]schema:[/red] {line}", soft_wrap=True)
     if problems:

@@ -35,6 +35,8 @@ def comparison(experiment: Experiment) -> Group:
         f"  candidate: {experiment.candidate_policy}",
     )
     parts: list[Table | Text] = [header]
+    if experiment.pricing is not None:
+        parts.append(Text(pricing_line(experiment), style="dim"))
     if experiment.hypothesis:
         parts.append(Text(f"Hypothesis: {experiment.hypothesis}", style="italic"))
     if experiment.status_reason:
@@ -75,6 +77,16 @@ def comparison(experiment: Experiment) -> Group:
     if experiment.notes:
         parts.append(Text("Notes:\n" + "\n".join(f"  • {n}" for n in experiment.notes), style="dim"))
     return Group(*parts)
+
+
+def pricing_line(experiment: Experiment) -> str:
+    """Which list prices the experiment used: source, version, date, override file."""
+    p = experiment.pricing
+    if p is None:
+        return ""
+    when = "each request's own date (asOf row)" if p.price_date is None else f"{p.price_date:%Y-%m-%d} (asOf {p.as_of})"
+    overrides = f", overrides {p.overrides}" if p.overrides else ""
+    return f"List prices: {p.source} {p.version} in force on {when}{overrides}"
 
 
 def status_line(run: Experiment | JudgeRun) -> str:

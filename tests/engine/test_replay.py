@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.pricing import Catalog
+from engine.pricing import Catalog, cost_at
 from engine.replay import deltas, replay
 from engine.routing import build_policy
 from engine.schema import Summary
@@ -167,3 +167,73 @@ def test_replay_is_repeatable_bit_for_bit(log_store, shipped_catalog: Catalog) -
     for _ in range(3):
         again = replay(load_window(str(log_store), window), policy, shipped_catalog)
         assert (again.baseline, again.candidate, again.deltas) == (first.baseline, first.candidate, first.deltas)
+
+
+def _days_around_o3_price_cut() -> pl.DataFrame:
+    """Rows on gpt-4o from 2025-06-08 to 2025-06-12 (o3's list price fell on 2025-06-10)."""
+    import datetime as dt
+
+    start = dt.datetime(2025, 6, 8, 9, tzinfo=dt.UTC)
+    return log_frame(
+        {
+            "model": "gpt-4o",
+            "provider": "openai",
+            "timestamp": start + dt.timedelta(hours=11 * i),
+            "input_tokens": 1000 + 37 * i,
+            "cached_input_tokens": 100 * (i % 3),
+            "output_tokens": 200 + 11 * i,
+        }
+        for i in range(10)
+    )
+
+
+def test_asof_row_prices_each_row_at_its_own_date_like_genai_prices(shipped_catalog: Catalog) -> None:
+    import datetime as dt
+
+    from genai_prices import Usage, calc_price
+
+    frame = _days_around_o3_price_cut()
+    result = replay(frame, build_policy("single", {"model": "o3"}), shipped_catalog, as_of="row")
+    rows = result.rows.sort("request_id")
+    for row in rows.iter_rows(named=True):
+        usage = Usage(
+            input_tokens=row["input_tokens"],
+            cache_read_tokens=row["cached_input_tokens"],
+            output_tokens=row["output_tokens"],
+        )
+        want = calc_price(usage, "o3", genai_request_timestamp=row["timestamp"]).total_price
+        assert row["candidate_cost_usd"] == pytest.approx(float(want), rel=1e-12)
+    days = rows.get_column("timestamp").dt.date()
+    per_token = rows.get_column("candidate_cost_usd") / rows.get_column("output_tokens")
+    assert per_token.filter(days < dt.date(2025, 6, 10)).min() > per_token.filter(days >= dt.date(2025, 6, 10)).max()
+    assert any("changes inside the window (on 2025-06-10)" in n for n in result.notes)
+    # One date for every row: all at the old price, the same as pricing each row on that day.
+    fixed = replay(frame, build_policy("single", {"model": "o3"}), shipped_catalog, as_of=dt.date(2025, 6, 1))
+    old = shipped_catalog.price("o3", on=dt.date(2025, 6, 1))
+    assert fixed.candidate.cost_usd == pytest.approx(frame.select(cost_at(old)).to_series().sum(), rel=1e-12)
+    assert fixed.candidate.cost_usd > result.candidate.cost_usd
+
+
+def test_a_baseline_row_without_a_logged_cost_is_priced_at_its_date_and_noted(shipped_catalog: Catalog) -> None:
+    frame = _days_around_o3_price_cut().with_columns(
+        cost_usd=pl.when(pl.col("request_id").is_in(["r0", "r1"]))
+        .then(None)
+        .when(pl.col("request_id") == "r2")
+        .then(0.0)
+        .otherwise(pl.col("cost_usd"))
+    )
+    frame = pl.concat([frame, log_frame([{"model": "acme-llm-7", "cost_usd": 0.0, "request_id": "x"}])])
+    result = replay(frame, build_policy("single", {"model": "gpt-4o"}), shipped_catalog)
+    rows = result.rows.sort("request_id")
+    priced = rows.filter(pl.col("baseline_cost_estimated"))
+    assert priced.get_column("request_id").to_list() == ["r0", "r1", "r2"]
+    listed = frame.filter(pl.col("request_id").is_in(["r0", "r1", "r2"])).select(
+        cost_at(shipped_catalog.price("gpt-4o"))
+    )
+    assert priced.get_column("cost_usd").to_list() == listed.to_series().to_list()
+    usd = listed.to_series().sum()
+    notes = " ".join(result.notes)
+    want = "3 successful baseline rows without a logged cost (missing or 0) priced from the catalog at their own date"
+    assert f"{want}: ${usd:,.4f} in all." in notes
+    assert "1 successful baseline row without a logged cost on a model the catalog cannot price (acme-llm-7)" in notes
+    assert result.baseline.cost_usd == pytest.approx(0.012 * 7 + usd)

@@ -64,6 +64,7 @@ def test_run_show_list_promote(cli, tmp_path: Path) -> None:  # type: ignore[no-
     assert [e["id"] for e in listed] == [experiment["id"]]
     table = cli("experiment", "show", experiment["id"]).stdout
     assert "Baseline vs candidate" in table and "gpt-4o-mini:openai" in table
+    assert f"List prices: genai-prices {experiment['pricing']['version']} in force on" in table
     promoted = json.loads(cli("experiment", "promote", experiment["id"], "--json").stdout)
     assert promoted["experiment"]["promoted_version"] == 1 and promoted["routing_config"]["version"] == 1
     # The promoted config is now addressable as @production.
@@ -167,3 +168,19 @@ def test_logs_generate_and_inspect(cli, tmp_path: Path) -> None:  # type: ignore
 def test_debug_shows_the_traceback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proc = cli("--debug", "experiment", "show", "exp_missing", expect=2)
     assert "Traceback" in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_logs_import_says_which_format_and_reports(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fixtures = Path(__file__).parents[1] / "engine" / "importers" / "fixtures"
+    sample = str(fixtures / "litellm" / "standard_logging.jsonl")
+    store = str(tmp_path / "imported")
+    proc = cli("logs", "import", sample, "--out", store, "--project", "gw")
+    assert "format litellm: read 9 records" in proc.stderr.replace("\n", " ") and "cache hit" in proc.stderr
+    again = json.loads(cli("logs", "import", sample, "--out", store, "--project", "gw", "--json").stdout)
+    assert again["format"] == "litellm" and again["rows_written"] == 0 and again["duplicates_skipped"] > 0
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(Path(sample).read_text().splitlines()[0] + '\n{"status": "success"}\n')
+    failed = cli("logs", "import", str(broken), "--out", store, "--project", "gw2", "--strict", expect=2)
+    assert f"{broken}: line 2:" in failed.stderr and "nothing written" in failed.stderr
+    assert not (Path(store) / "project_id=gw2").exists()
+    assert "openai-batch" in cli("logs", "formats").stdout

@@ -174,6 +174,7 @@ def test_pages_carry_a_strict_content_security_policy_and_are_not_cached(
 ) -> None:
     answer = web.get(f"/experiments/{finished_with_responses['id']}", headers=sign_in(served).cookie)
     assert answer.status_code == 200
+    assert f"genai-prices {finished_with_responses['pricing']['version']} in force on" in answer.text
     policy = answer.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "style-src 'self'" in policy and "unsafe-inline" not in policy
     assert answer.headers["cache-control"] == "no-store" and answer.headers["x-frame-options"] == "DENY"

@@ -35,6 +35,8 @@ def test_routing_only_is_queued_then_completes_with_both_summaries(served: Serve
         assert summary["request_count"] == done["progress"]["total"] > 0
         assert {"latency_p50_ms", "latency_p95_ms", "cost_usd", "route_distribution"} <= set(summary)
     assert set(done["candidate_summary"]["route_distribution"]) == {"gpt-4o-mini:openai"}
+    assert done["pricing"]["source"] == "genai-prices" and done["pricing"]["as_of"] == "now"
+    assert done["pricing"]["price_date"] is not None and done["pricing"]["overrides"] is None
 
 
 def test_hypothesis_example_keeps_its_text_and_gets_no_verdict(served: Served) -> None:
