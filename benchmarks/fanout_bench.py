@@ -18,10 +18,9 @@ message each, ``max_tokens`` 64, distinct pair ids), for every (latency, concurr
 * ``untracked W=1`` / ``untracked W=2`` (0 ms only): the very same ``fan_out`` with its call-worker class
   swapped (patched in ``engine.fanout._driver`` for the run) for a bench-local ``CallWorkerActor`` whose
   tracker is the engine's ``SpendTracker`` called in-process (same ledger work, never reaches its cap)
-  instead of the tracker actor, and the driver's per-batch reservation (``_driver.reserve``) granting every
-  batch without asking the actor. Everything else (actors, batches, the tracker actor's creation and final
-  snapshot) is unchanged, so the difference is the per-batch reserve (driver) and settle (worker) round
-  trips to the spend-tracking actor (a check that the actor booked nothing confirms the swap). Tracking overhead =
+  instead of the tracker actor. Everything else (actors, batches, the tracker actor's creation and final
+  snapshot) is unchanged, so the difference is the per-batch reserve and settle round trips to the
+  spend-tracking actor (a check that the actor booked nothing confirms the swap). Tracking overhead =
   (t_tracked - t_untracked) / t_untracked, shown from the medians and as the median over rounds of the two
   runs made back to back (the target uses the latter, which drift from other load on the machine hurts least).
 
@@ -173,17 +172,20 @@ def plain_in(pool: ProcessPoolExecutor, base_url: str, calls: list[tuple[str, st
 class InProcessTracker:
     """The engine's ``SpendTracker`` called in-process: the same ledger work, no actor and no round trip.
 
-    A settle reserves first (the driver's reservation, which the swapped run grants without the actor), then
-    settles; the cap is never reached.
+    Every method of the tracker becomes a coroutine, as ``TrackerClient`` makes them; its cap is never reached,
+    so it grants every reservation.
     """
 
     def __init__(self, cap_usd: float) -> None:
         self.inner = SpendTracker(cap_usd)
 
-    async def settle_many(self, items: list[tuple[str, float]]) -> None:
-        """Reserve and settle the batch."""
-        self.inner.reserve_many(items)
-        self.inner.settle_many(items)
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+
+        return call
 
 
 class UntrackedWorkerActor(CallWorkerActor):
@@ -200,14 +202,12 @@ def fanout_run(jobs: list[Job], endpoint: Endpoint, options: FanoutOptions, *, t
 
     def on_outcomes(outcomes: list[Outcome]) -> str | None:
         if outcomes:
-            bad = sum(o.result.status != "ok" for o in outcomes)
+            bad = sum(o.result is None or o.result.status != "ok" for o in outcomes)
             marks.append((time.perf_counter(), len(outcomes), bad))
         return None
 
-    with contextlib.ExitStack() as swap:
-        if not tracked:  # no tracker actor: workers settle in-process, and the driver's reservations are granted
-            swap.enter_context(mock.patch.object(_driver, "CallWorkerActor", UntrackedWorkerActor))
-            swap.enter_context(mock.patch.object(_driver, "reserve", lambda _tracker, jobs: (len(jobs), False)))
+    swap = contextlib.nullcontext() if tracked else mock.patch.object(_driver, "CallWorkerActor", UntrackedWorkerActor)
+    with swap:
         start = time.perf_counter()
         report = fan_out(
             jobs,

@@ -252,7 +252,12 @@ def _dead(run: RunLease, settings: Settings, flow_states: dict[str, str]) -> str
             return None
         return f"the process executing it ({run.lease}) died"
     if run.flow_run_id is None:
-        return "nothing was executing it"  # stored, never handed to an orchestrator (or that failed)
+        # Stored and not yet handed to an orchestrator (or that failed): a run is stored before it is started,
+        # so only one left so for longer than a lease lasts is orphaned (at start, any is).
+        created = run.created_at
+        if created is not None and (utcnow() - created).total_seconds() < settings.lease_expiry_s:
+            return None
+        return "nothing was executing it"
     state = flow_states.get(run.flow_run_id)
     if state in ("CRASHED", "FAILED", "CANCELLED", "COMPLETED"):
         return f"its flow run {run.flow_run_id} ended {state} before it started the run"

@@ -27,6 +27,7 @@ from engine.runs import (
     final_status,
     interrupted_note,
     suggested_cap,
+    unrecorded_calls,
 )
 from engine.schema import Experiment, JudgeCreate, JudgePreflight, JudgeRun, Progress, Project
 from engine.similarity import bucket_of
@@ -296,7 +297,7 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
     credential_id = spec.judge_credential_id or f"pc_{price_entry.provider}_default"
     calls = CallStore(ctx.settings.home, experiment.id, run.id)
     notes = list(run.notes)
-    interrupted = calls.unsettled()
+    interrupted = unrecorded_calls(calls, run.id)
     if interrupted:
         # Sent before a crash, never recorded: not made again, and their reservations are spent.
         calls.append([interrupted_call(key, usd) for key, usd in sorted(interrupted.items())])

@@ -37,6 +37,7 @@ from engine.runs import (
     final_status,
     interrupted_note,
     suggested_cap,
+    unrecorded_calls,
 )
 from engine.schema import (
     Deltas,
@@ -361,7 +362,7 @@ def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None
     results = PairStore(ctx.settings.home, experiment.id)
     base_rows = {r["request_id"]: r for r in planned.sample.iter_rows(named=True)}
     notes = list(experiment.notes) or list(planned.notes)
-    interrupted = {k: usd for k, usd in results.unsettled().items() if k in base_rows}
+    interrupted = {k: usd for k, usd in unrecorded_calls(results, experiment.id).items() if k in base_rows}
     if interrupted:
         # Sent before a crash but never recorded: the provider may have billed them, so they are not called
         # again, and what they may have cost (their reservation) is spent.

@@ -7,7 +7,6 @@ arrive (each batch written atomically), ``pairs.parquet`` once scored.
 from __future__ import annotations
 
 import base64
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from engine.errors import ConfigError
+from engine.fanout._journal import read_sent
 
 PAIR_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.String(),
@@ -86,35 +86,15 @@ class ResultFiles:
 
     @property
     def journal(self) -> Path:
-        """Calls written just before they are sent, with their reservations (``+<id>``, a tab, ``<usd>``)."""
+        """Calls journaled just before they were sent, with their reservations (``engine.fanout._journal``)."""
         return self.dir / "started.txt"
 
-    def mark_sent(self, calls: Sequence[tuple[str, float]]) -> None:
-        """Journal calls (id, reserved USD) about to be sent: after a crash none is paid twice or lost."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with self.journal.open("a", encoding="utf-8") as fh:
-            fh.write("".join(f"+{i}\t{usd!r}\n" for i, usd in calls))
-            fh.flush()
-            os.fsync(fh.fileno())
-
     def sent(self) -> dict[str, float]:
-        """Every call that may have been made, with its reservation (journal replayed in order).
+        """Every call that may have been made, with its cost (settled, else its reservation)."""
+        return read_sent(self.journal)
 
-        Journals of earlier versions hold bare ids (reservation unknown: 0) and ``-<id>`` lines for calls
-        that were in fact never sent.
-        """
-        sent: dict[str, float] = {}
-        if self.journal.exists():
-            for line in self.journal.read_text(encoding="utf-8").splitlines():
-                key, _, usd = line[1:].partition("\t")
-                if line.startswith("+"):
-                    sent[key] = _usd(usd)
-                elif line.startswith("-"):
-                    sent.pop(key, None)
-        return sent
-
-    def unsettled(self) -> dict[str, float]:
-        """Calls sent but never recorded (a crash came between), with their reservations."""
+    def unrecorded(self) -> dict[str, float]:
+        """Calls sent but never recorded (a crash came between), with what they cost as far as is known."""
         recorded = self.done_ids()
         return {k: usd for k, usd in self.sent().items() if k not in recorded}
 
@@ -130,14 +110,6 @@ class ResultFiles:
         os.replace(tmp, self.final)
         for part in self._parts():
             part.unlink()
-
-
-def _usd(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        return 0.0
-    return value if math.isfinite(value) and value >= 0 else 0.0
 
 
 class PairStore(ResultFiles):

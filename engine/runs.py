@@ -156,26 +156,37 @@ def call_and_record(
             ctx.on_progress(watch.done, watch.total, watch.spent)
         return stop
 
-    def on_sent(batch: list[Job]) -> None:
-        files.mark_sent([(j.call.pair_id, j.estimate_usd) for j in batch])
-
     return fan_out(
         jobs,
         run_id=run_id,
         cap_usd=max(cap_usd, 0.0),
         endpoints=endpoints,
         on_outcomes=on_outcomes,
-        on_sent=on_sent,
+        journal=str(files.journal),
         options=fanout_options(ctx.settings),
     )
+
+
+def unrecorded_calls(files: ResultFiles, run_id: str) -> dict[str, float]:
+    """Calls an earlier driver of the run sent but never recorded, with their cost (settled, else reserved).
+
+    Any earlier driver's tracker is fenced off first, so none of its workers can still start a call.
+    """
+    if not files.journal.exists():
+        return {}
+    from engine.fanout import ensure_ray, fence
+
+    ensure_ray()
+    fence(run_id)
+    return files.unrecorded()
 
 
 def interrupted_note(calls: dict[str, float], what: str) -> str:
     """The note of a resumed run about the calls an earlier process sent but never recorded."""
     return (
         f"{len(calls):,} {what} were in flight when an earlier run stopped: they are not made again, and "
-        f"their reservations (${sum(calls.values()):.4f}, an upper estimate of what the provider may have "
-        "billed) count as spent, so the cap holds against it."
+        f"what they may have cost (${sum(calls.values()):.4f}: the provider's usage where it came back, "
+        "else the reservation, an upper estimate) counts as spent, so the cap holds against it."
     )
 
 

@@ -43,11 +43,21 @@ def put_schedule(store: Store, schedule: ScheduledExperiment) -> ScheduledExperi
     return schedule
 
 
-def start_fire(ctx: RunContext, schedule: ScheduledExperiment, fire_time: dt.datetime) -> Experiment:
-    """Store the experiment of one fire (queued); a window without traffic is stored as a failed run."""
+def start_fire(
+    ctx: RunContext, schedule: ScheduledExperiment, fire_time: dt.datetime, *, flow_run_id: str | None = None
+) -> Experiment:
+    """Store the experiment of one fire (queued); a window without traffic is stored as a failed run.
+
+    ``flow_run_id``: the fire's flow run, which executes the experiment next (the run watch then knows
+    something is about to).
+    """
     body = experiment_body(schedule, fire_time)
     spec: ExperimentCreate = parse_body(ExperimentCreate, body)
-    fields: dict[str, Any] = {"scheduled_experiment_id": schedule.id, "scheduled_for": fire_time.astimezone(dt.UTC)}
+    fields: dict[str, Any] = {
+        "scheduled_experiment_id": schedule.id,
+        "scheduled_for": fire_time.astimezone(dt.UTC),
+        "flow_run_id": flow_run_id,
+    }
     project = ctx.store.get_project(schedule.project_id)
     try:
         experiment, _ = execution.admit_experiment(ctx, spec, project, **fields)

@@ -179,6 +179,11 @@ class RunLease:
     heartbeat_at: dt.datetime | None
     recoveries: int
     flow_run_id: str | None = None
+    created_at: dt.datetime | None = None
+
+
+def _when(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
 
 
 def lease_is_live(lease: str | None, heartbeat_at: dt.datetime | None = None, expiry_s: float | None = None) -> bool:
@@ -409,13 +414,10 @@ class Store:
         """Every queued or running run of ``table`` with its lease, oldest first."""
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT id, status, lease, heartbeat_at, recoveries, json_extract(body, '$.flow_run_id') FROM {table} "
-                "WHERE status IN ('queued', 'running') ORDER BY created_at"
+                "SELECT id, status, lease, heartbeat_at, recoveries, json_extract(body, '$.flow_run_id'), created_at "
+                f"FROM {table} WHERE status IN ('queued', 'running') ORDER BY created_at"
             ).fetchall()
-        return [
-            RunLease(table, r[0], r[1], r[2], dt.datetime.fromisoformat(r[3]) if r[3] else None, int(r[4] or 0), r[5])
-            for r in rows
-        ]
+        return [RunLease(table, r[0], r[1], r[2], _when(r[3]), int(r[4] or 0), r[5], _when(r[6])) for r in rows]
 
     def fail_run(self, table: str, run_id: str, reason: str) -> bool:
         """Mark an unfinished run failed with ``reason``; False if it had ended."""

@@ -28,7 +28,7 @@ def start_fire(scheduled_experiment_id: str, fire_time: dt.datetime) -> str:
     """Store this fire's experiment over ``[fire_time - windowHours, fire_time)``."""
     ctx = execution.context_for(Settings())
     schedule = scheduled_runs.get_schedule(ctx.store, scheduled_experiment_id)
-    return scheduled_runs.start_fire(ctx, schedule, fire_time).id
+    return scheduled_runs.start_fire(ctx, schedule, fire_time, flow_run_id=flow_run.id).id
 
 
 @task(name="run fire", persist_result=False)

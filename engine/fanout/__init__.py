@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from engine.fanout._driver import FanoutOptions, FanoutReport, fan_out
     from engine.fanout._ledger import SpendLedger
     from engine.fanout._ray import ensure_ray
-    from engine.fanout._tracker import SpendTracker
+    from engine.fanout._tracker import SpendTracker, fence
     from engine.fanout._worker import CallWorker, Endpoint, Job, Outcome, Price
 
 # Before anything imports Ray (it reads both at import): a cluster this process starts itself (no RAY_ADDRESS)
@@ -33,6 +33,7 @@ _HOMES = {
     "SpendLedger": "_ledger",
     "ensure_ray": "_ray",
     "SpendTracker": "_tracker",
+    "fence": "_tracker",
     "CallWorker": "_worker",
     "Endpoint": "_worker",
     "Job": "_worker",
@@ -52,6 +53,7 @@ __all__ = [
     "SpendTracker",
     "ensure_ray",
     "fan_out",
+    "fence",
 ]
 
 

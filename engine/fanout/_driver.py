@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import ray
 
 from engine.fanout._ray import ensure_ray
-from engine.fanout._tracker import spend_tracker
+from engine.fanout._tracker import spend_tracker, tracker_name
 from engine.fanout._worker import CallWorkerActor, Endpoint, Job, Outcome
 from engine.providers import RetryPolicy
 
@@ -19,8 +20,8 @@ class FanoutOptions:
     """How wide to fan out."""
 
     workers: int = 2
-    concurrency: int = 64  # calls in flight per worker (never more are sent to it)
-    batch_size: int = 8
+    concurrency: int = 64  # calls in flight per worker
+    batch_size: int = 16
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -35,12 +36,6 @@ class FanoutReport:
     not_started: int
 
 
-def reserve(tracker: Any, jobs: list[Job]) -> tuple[int, bool]:
-    """Reserve a prefix of ``jobs`` on the tracker: how many may be sent now, and whether a refusal is final."""
-    granted, final = ray.get(tracker.reserve_many.remote([(j.call.pair_id, j.estimate_usd) for j in jobs]))
-    return len(granted), bool(final)
-
-
 def fan_out(
     jobs: Sequence[Job],
     *,
@@ -48,20 +43,21 @@ def fan_out(
     cap_usd: float,
     endpoints: dict[str, Endpoint],
     on_outcomes: Callable[[list[Outcome]], str | None],
-    on_sent: Callable[[list[Job]], None] | None = None,
+    journal: str | None = None,
     options: FanoutOptions | None = None,
 ) -> FanoutReport:
     """Run ``jobs`` on Ray call workers under one spend tracker with cap ``cap_usd``.
 
-    The driver reserves each batch on the tracker before it sends it, so exactly the jobs granted are
-    sent: ``on_sent(jobs)`` sees them first (a crash journal), and a job the cap has no room for is never
-    sent. ``on_outcomes`` receives each finished batch as it arrives (checkpoint, progress) and returns a
-    reason to stop (cancel, auto-cancel, timeout) or ``None`` to go on. After a stop no new batch starts;
-    batches in flight finish and are reported, since their money is spent.
+    Each call reserves its estimate on the tracker as it takes a worker's slot; the tracker appends it to
+    ``journal`` (``engine.fanout._journal``) before granting, so after a crash the journal holds exactly
+    the calls that may have gone out. ``on_outcomes`` receives each finished batch's sent calls as they
+    arrive (checkpoint, progress) and returns a reason to stop (cancel, auto-cancel, timeout) or ``None``
+    to go on. After a stop no new call starts; calls in flight finish and are reported, since their money
+    is spent.
     """
     opts = options or FanoutOptions()
     ensure_ray()
-    tracker = spend_tracker(f"rehearsal-spend-{run_id}", cap_usd)
+    tracker = spend_tracker(tracker_name(run_id), cap_usd, journal)
     actor: Any = ray.remote(CallWorkerActor)
     workers: list[Any] = [
         actor.options(num_cpus=0, max_concurrency=10_000).remote(
@@ -69,47 +65,40 @@ def fan_out(
         )
         for _ in range(opts.workers)
     ]
-    # Started before anything is journaled as sent: a call handed to a worker still starting is not yet sent.
-    ray.get([w.__ray_ready__.remote() for w in workers])
-    # A worker gets no more calls than it has slots, so every call sent to it starts at once: the journal
-    # then holds calls that are on the wire, not calls waiting in a queue (which a crash would strand).
-    in_flight: dict[Any, tuple[int, int]] = {}  # result ref -> (worker, calls in the batch)
-    busy = [0] * len(workers)
+    batches = [list(jobs[i : i + opts.batch_size]) for i in range(0, len(jobs), opts.batch_size)]
+    # Twice a worker's concurrency queued, so a batch held up by one slow call leaves no slot idle. A queued
+    # call is not yet reserved nor journaled: a crash leaves it to be sent by the resumed run.
+    per_worker = math.ceil(2 * opts.concurrency / opts.batch_size) + 1
+    in_flight: dict[Any, int] = {}
+    load = [0] * len(workers)
     stop: str | None = None
     cap_reached = False
-    sent = started = 0
+    started = not_started = 0
     try:
-        while in_flight or (stop is None and sent < len(jobs)):
-            while stop is None and sent < len(jobs):
-                w = busy.index(min(busy))
-                room = min(opts.batch_size, opts.concurrency - busy[w])
-                if room <= 0:
-                    break
-                batch = list(jobs[sent : sent + room])
-                granted, final = reserve(tracker, batch)
-                if granted == 0 and (final or not in_flight):
-                    cap_reached, stop = True, "cap"
-                if granted == 0:
-                    break  # wait for calls in flight to settle and free money (or stop: the cap)
-                if on_sent is not None:
-                    on_sent(batch[:granted])
-                in_flight[workers[w].run.remote(batch[:granted])] = (w, granted)
-                busy[w] += granted
-                sent += granted
-                if granted < len(batch):
-                    break
+        while batches or in_flight:
+            while stop is None and batches and min(load) < per_worker:
+                w = load.index(min(load))
+                in_flight[workers[w].run.remote(batches.pop(0))] = w
+                load[w] += 1
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5) if in_flight else ([], [])
             for ref in done:
-                w, size = in_flight.pop(ref)
-                busy[w] -= size
+                load[in_flight.pop(ref)] -= 1
                 outcomes: list[Outcome] = ray.get(ref)
-                started += len(outcomes)
-                stop = stop or on_outcomes(outcomes)
+                sent = [o for o in outcomes if o.started]
+                started += len(sent)
+                not_started += len(outcomes) - len(sent)
+                if len(sent) < len(outcomes) and stop is None:
+                    cap_reached, stop = True, "cap"
+                stop = stop or (on_outcomes(sent) if sent else None)
             if not done and stop is None:
                 stop = on_outcomes([])
+            if stop is not None and batches:
+                ray.get(tracker.close.remote())  # queued calls come back unsent
+                not_started += sum(len(b) for b in batches)
+                batches.clear()
         spent = float(ray.get(tracker.snapshot.remote())["spent_usd"])
     finally:
         for handle in workers:
             ray.kill(handle)
         ray.kill(tracker)
-    return FanoutReport(stop, cap_reached, spent, started, len(jobs) - sent)
+    return FanoutReport(stop, cap_reached, spent, started, not_started)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from engine.fanout._tracker import TrackerClient
 from engine.netpolicy import Target
@@ -54,17 +55,67 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A sent job's result and what it cost."""
+    """A job's result and cost.
+
+    ``started`` is false when the tracker had no room for it: the call was never sent (``final``: the cap
+    is reached or the run was closed, so no room will come).
+    """
 
     job: Job
-    result: ChatResult
+    result: ChatResult | None
     cost_usd: float
+    started: bool = True
+    final: bool = False
 
 
 class Tracker(Protocol):
     """What a worker needs from the spend tracker."""
 
+    async def reserve_many(self, items: list[tuple[str, float]]) -> tuple[list[str], bool]: ...
     async def settle_many(self, items: list[tuple[str, float]]) -> None: ...
+
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class Grouped(Generic[T, U]):
+    """Requests made one at a time, sent in groups: those asked in one turn of the event loop share a trip.
+
+    ``flush`` takes the group and returns one answer per request; ``delay_s`` lets a group gather longer
+    (for requests whose answer nobody waits on to go on).
+    """
+
+    def __init__(self, flush: Callable[[list[T]], Awaitable[list[U]]], delay_s: float = 0.0) -> None:
+        self.flush = flush
+        self.delay_s = delay_s
+        self.pending: list[tuple[T, asyncio.Future[U]]] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def ask(self, item: T) -> U:
+        """Queue ``item`` for the next group and wait for its answer."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[U] = loop.create_future()
+        if not self.pending:
+            loop.call_later(self.delay_s, self._schedule)  # after every request of this turn has queued
+        self.pending.append((item, answer))
+        return await answer
+
+    def _schedule(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._send())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self) -> None:
+        group, self.pending = self.pending, []
+        try:
+            answers = await self.flush([item for item, _ in group])
+        except Exception as exc:  # every request of the group fails alike
+            for _, answer in group:
+                answer.set_exception(exc)
+            return
+        for (_, answer), value in zip(group, answers, strict=True):
+            answer.set_result(value)
 
 
 class RateLimiter:
@@ -85,8 +136,21 @@ class RateLimiter:
             await asyncio.sleep(at - now)
 
 
+#: How long a call waits before asking the tracker again when the cap has no room for it yet.
+ROOM_WAIT_S = 0.05
+#: How long reservations gather: a call waits this long at most, so the tracker answers far fewer requests.
+RESERVE_GATHER_S = 0.003
+#: How long settlements gather before they go to the tracker in one round trip.
+SETTLE_GATHER_S = 0.02
+
+
 class CallWorker:
-    """Runs batches of jobs (reserved by the driver before they were sent) and settles each batch after."""
+    """Runs batches of jobs; each call reserves as it takes a slot, is sent at once, settles when answered.
+
+    The tracker journals a call as it grants it, so the journal holds the calls on the wire. Reservations
+    and settlements of calls that start or end together share one round trip to the tracker
+    (``Grouped``), so a batch costs about two round trips, not two per call.
+    """
 
     def __init__(
         self,
@@ -105,6 +169,18 @@ class CallWorker:
         self.limiters = {
             name: RateLimiter(ep.rate_limit_rps * share) for name, ep in endpoints.items() if ep.rate_limit_rps
         }
+        self.reservations: Grouped[tuple[str, float], str] = Grouped(self._reserve, RESERVE_GATHER_S)
+        # A settlement only frees money: it may wait a moment for others to share its round trip.
+        self.settlements: Grouped[tuple[str, float], None] = Grouped(self._settle, SETTLE_GATHER_S)
+
+    async def _reserve(self, items: list[tuple[str, float]]) -> list[str]:
+        granted, final = await self.tracker.reserve_many(items)
+        keys = set(granted)
+        return ["granted" if key in keys else ("refused" if final else "wait") for key, _ in items]
+
+    async def _settle(self, items: list[tuple[str, float]]) -> list[None]:
+        await self.tracker.settle_many(items)
+        return [None] * len(items)
 
     def _provider(self, name: str) -> Provider:
         if name not in self.providers:
@@ -115,20 +191,23 @@ class CallWorker:
         return self.providers[name]
 
     async def _one(self, job: Job) -> Outcome:
+        key = job.call.pair_id
         async with self.semaphore:
+            while (verdict := await self.reservations.ask((key, job.estimate_usd))) == "wait":
+                await asyncio.sleep(ROOM_WAIT_S)  # calls in flight settle for less than they hold: room comes
+            if verdict == "refused":
+                return Outcome(job, None, 0.0, started=False, final=True)
             limiter = self.limiters.get(job.endpoint)
             if limiter is not None:
                 await limiter.wait()
             result = await self._provider(job.endpoint).complete(job.call)
         cost = job.price.cost(result.input_tokens, result.cached_input_tokens, result.output_tokens)
+        await self.settlements.ask((key, cost))
         return Outcome(job, result, cost)
 
     async def run(self, jobs: list[Job]) -> list[Outcome]:
-        """Run the (reserved) batch concurrently, settle it, and return every job's outcome."""
-        outcomes = list(await asyncio.gather(*(self._one(j) for j in jobs)))
-        if outcomes:
-            await self.tracker.settle_many([(o.job.call.pair_id, o.cost_usd) for o in outcomes])
-        return outcomes
+        """Run a batch concurrently (each call as a slot frees) and return every job's outcome."""
+        return list(await asyncio.gather(*(self._one(j) for j in jobs)))
 
     async def close(self) -> None:
         """Close every client."""

@@ -3,7 +3,7 @@
 Each cycle starts ``rehearsal experiment run`` in a child process (a driver joining this module's Ray
 cluster), kills it with SIGKILL once the simulator has seen a random number of calls, resumes the run here,
 and compares what the simulator billed (its call log: tokens of every answered call, at the catalog's
-prices) with what the run recorded. ``REHEARSAL_CRASH_RUNS`` sets the number of cycles (default 3; the
+prices) with what the run recorded. ``REHEARSAL_CRASH_RUNS`` sets the number of cycles (default 2; the
 hardening issue's check runs 20).
 """
 
@@ -34,7 +34,7 @@ from service import core
 from tests.conftest import REPO, STORE_END
 from tests.listeners import beyond_loopback
 
-CYCLES = int(os.environ.get("REHEARSAL_CRASH_RUNS", "3"))
+CYCLES = int(os.environ.get("REHEARSAL_CRASH_RUNS", "2"))
 MODEL = "gpt-4o-mini"
 #: About 100 ms a call, some 429s and 500s (retried; never billed), answers that stray like a real model's.
 PROFILE = SimProfile(

@@ -167,3 +167,14 @@ def test_a_cancelled_run_that_does_not_stop_ends_its_process_after_the_grace(tmp
     assert time.monotonic() - started < 10
     assert b"cancelled" in child.stderr.read() if child.stderr else False
     assert store.get_experiment(run.id).status == "cancelled"
+
+
+def test_the_watch_gives_a_run_being_handed_over_the_time_of_a_lease(tmp_path: Path) -> None:
+    # Stored, not yet handed to Prefect (a REST create, a scheduled fire): another process is starting it.
+    store = Store(tmp_path / "db.sqlite")
+    just_stored = _experiment(store, status="queued")
+    relaunched: list[str] = []
+    assert recover(store, Settings(home=tmp_path), lambda _t, run_id: relaunched.append(run_id)) == []
+    # Left so for longer than a lease lasts, it is orphaned and started.
+    lines = recover(store, Settings(home=tmp_path, lease_expiry_s=1e-6), lambda _t, run_id: relaunched.append(run_id))
+    assert relaunched == [just_stored.id] and "nothing was executing it" in lines[0]

@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from engine.errors import ConfigError
+from engine.fanout._journal import append_sent, append_settled
 from engine.results import PAIR_SCHEMA, PairStore, query_pairs
 
 
@@ -29,11 +30,12 @@ def test_checkpoints_append_atomically_and_journal_replays(tmp_path: Path) -> No
     store.append(ROWS[2:])
     assert store.frame().height == 5 and store.done_ids() == {f"r{i:02d}" for i in range(5)}
     assert not list(store.dir.glob("*.tmp"))
-    store.mark_sent([("a", 0.25), ("b", 1e-7), ("r00", 0.5)])
+    append_sent(store.journal, [("a", 0.25), ("b", 1e-7), ("r00", 0.5)])  # as the spend tracker writes it
     with store.journal.open("a") as legacy:  # journals of earlier versions: bare ids, and "-" for never sent
         legacy.write("+c\n+d\n-d\n")
     assert store.sent() == {"a": 0.25, "b": 1e-7, "r00": 0.5, "c": 0.0}
-    assert store.unsettled() == {"a": 0.25, "b": 1e-7, "c": 0.0}  # r00 was recorded
+    append_settled(store.journal, [("a", 0.0125)])  # answered (the tracker settled it), never recorded
+    assert store.unrecorded() == {"a": 0.0125, "b": 1e-7, "c": 0.0}  # r00 was recorded
     store.write_final(store.frame())
     assert store.final.exists() and not list(store.dir.glob("part-*")) and store.frame().height == 5
 
