@@ -155,8 +155,11 @@ def pair_frame(n: int, seed: int = 7) -> pl.DataFrame:
                 "candidate_latency_ms": np.where(error, 60_000.0, rng.lognormal(np.log(900), 0.5, size=n)),
                 "candidate_status": np.where(error, "error", "ok"),
                 "error_type": [str(rng.choice(ERROR_TYPES)) if e else None for e in error.tolist()],
+                "candidate_status_code": np.where(error, 500, 200),
+                "candidate_error_message": ["The server had an error." if e else None for e in error.tolist()],
                 "candidate_input_tokens": np.where(error, 0, input_tokens),
                 "candidate_output_tokens": np.where(error, 0, output_tokens),
+                "candidate_reported_cost_usd": [None] * n,
                 "attempts": attempts,
                 "request_json": [
                     json.dumps({"model": m, "messages": [{"role": "user", "content": p}]})

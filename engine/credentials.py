@@ -18,6 +18,8 @@ from engine.errors import ConfigError
 from engine.netpolicy import Resolver, Target, check_url, resolve_host
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+#: Where a call's cost comes from: the pricing catalog (usage x list price), or what the endpoint reported.
+CostSource = Literal["catalog", "provider"]
 #: The setting that lists the base URLs allowed for credentials stored through the API.
 PROVIDER_ALLOW_SETTING = "REHEARSAL_PROVIDER_ALLOW_HOSTS"
 
@@ -31,6 +33,14 @@ class Credential(BaseModel):
     base_url: str = Field(OPENAI_BASE_URL, description="The endpoint's base URL (…/v1).")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
     rate_limit_rps: float | None = Field(None, gt=0, description="Most requests per second to send.")
+    cost_source: CostSource = Field(
+        "catalog",
+        description=(
+            "Which cost of a call counts (is settled against the cap and summed): `catalog` = usage x the "
+            "catalog's price; `provider` = the cost the endpoint reports in `x-litellm-response-cost` (a "
+            "LiteLLM proxy), the catalog price where a call reports none. Both are recorded per pair."
+        ),
+    )
     secret: SecretStr | None = Field(None, exclude=True, description="A key stored through the API (never shown).")
     allow_hosts: list[str] | None = Field(
         None,

@@ -49,6 +49,7 @@ def project_credentials(base: Credentials, store: Store, project_id: str, allow:
             vendor=cred.vendor,
             base_url=cred.base_url,
             rate_limit_rps=cred.rate_limit_rps,
+            cost_source=cred.cost_source,
             secret=SecretStr(secret) if secret else None,
             allow_hosts=list(allow),
         )
@@ -108,12 +109,20 @@ def admit_judge_run(ctx: RunContext, experiment: Experiment, spec: JudgeCreate) 
     from engine.runs import endpoint
 
     cap = judging.validate_judge(spec, project)
-    if spec.judge_credential_id is not None:  # an unknown credential or a missing key: refuse before storing
-        try:
-            credentials = project_credentials(ctx.credentials, ctx.store, project.id, ctx.settings.provider_allow_hosts)
-            endpoint(credentials, spec.judge_credential_id)
-        except ConfigError as exc:
+    # The judge's credential (given, or its vendor's default): an unknown one or a missing key refuses the run
+    # before anything is stored.
+    credential_id = judging.judge_credential(spec, ctx.catalog)
+    try:
+        credentials = project_credentials(ctx.credentials, ctx.store, project.id, ctx.settings.provider_allow_hosts)
+        endpoint(credentials, credential_id)
+    except ConfigError as exc:
+        if spec.judge_credential_id is not None:
             raise ConfigError(exc.message, param="judgeCredentialId") from None
+        raise ConfigError(
+            f"judgeModel {spec.judge_model!r} is called through the default credential {credential_id!r}: "
+            f"{exc.message}; or name another credential in judgeCredentialId",
+            param="judgeModel",
+        ) from None
     planned = judging.plan_judge(experiment, spec, ctx)
     return ctx.store.put_judge_run(judging.new_judge_run(experiment, spec, planned, cap)), planned
 

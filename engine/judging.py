@@ -16,6 +16,7 @@ import polars as pl
 from engine import judge
 from engine.errors import ConfigError, Conflict
 from engine.fanout import Job, Outcome, Price
+from engine.pricing import Catalog
 from engine.providers import ChatCall
 from engine.results import INTERRUPTED, PairStore, ResultFiles
 from engine.runs import (
@@ -26,6 +27,7 @@ from engine.runs import (
     endpoint,
     final_status,
     interrupted_note,
+    reported_cost_note,
     suggested_cap,
     unrecorded_calls,
 )
@@ -40,10 +42,14 @@ CALL_SCHEMA: dict[str, pl.DataType] = {
     "candidate_is_a": pl.Boolean(),
     "status": pl.String(),
     "error_type": pl.String(),
+    # Why a call failed, as the provider put it (call files written before these columns read them as null).
+    "status_code": pl.Int64(),
+    "error_message": pl.String(),
     "winner": pl.String(),
     "reason": pl.String(),
     "reply": pl.String(),
     "cost_usd": pl.Float64(),
+    "reported_cost_usd": pl.Float64(),
     "input_tokens": pl.Int64(),
     "output_tokens": pl.Int64(),
 }
@@ -144,6 +150,13 @@ def preflight_judge(experiment: Experiment, spec: JudgeCreate, project: Project,
     )
 
 
+def judge_credential(spec: JudgeCreate, catalog: Catalog) -> str:
+    """The credential the judge is called through: ``judgeCredentialId``, else its vendor's ``pc_<vendor>_default``."""
+    if spec.judge_credential_id is not None:
+        return spec.judge_credential_id
+    return f"pc_{catalog.price(spec.judge_model, param='judgeModel').provider}_default"
+
+
 def validate_judge(spec: JudgeCreate, project: Project) -> float:
     """The run's cap: required and at most the project's ``judge_spend_cap_usd``."""
     return check_spend_cap(spec.spend_cap_usd, project.judge_spend_cap_usd, "judge_spend_cap_usd", "a judge run")
@@ -230,10 +243,13 @@ def _call_row(outcome: Outcome, candidate_is_a: bool) -> dict[str, Any]:
         "candidate_is_a": candidate_is_a,
         "status": result.status,
         "error_type": result.error_type,
+        "status_code": result.status_code,
+        "error_message": result.error_message if result.status == "error" else None,
         "winner": winner,
         "reason": reason,
         "reply": result.text,
         "cost_usd": outcome.cost_usd,
+        "reported_cost_usd": result.reported_cost_usd,
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,
     }
@@ -249,10 +265,13 @@ def interrupted_call(call_id: str, reserved_usd: float) -> dict[str, Any]:
         "candidate_is_a": None,
         "status": "error",
         "error_type": INTERRUPTED,
+        "status_code": None,
+        "error_message": "sent before the run was interrupted, never recorded: its answer is unknown",
         "winner": None,
         "reason": None,
         "reply": None,
         "cost_usd": reserved_usd,
+        "reported_cost_usd": None,
         "input_tokens": 0,
         "output_tokens": 0,
     }
@@ -294,7 +313,8 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
     planned = planned or plan_judge(experiment, spec, ctx)
     price_entry = ctx.catalog.price(spec.judge_model, param="judgeModel")
     price = Price(price_entry.input_per_mtok, price_entry.cached_rate, price_entry.output_per_mtok)
-    credential_id = spec.judge_credential_id or f"pc_{price_entry.provider}_default"
+    credential_id = judge_credential(spec, ctx.catalog)
+    judge_endpoint = endpoint(ctx.credentials, credential_id)
     calls = CallStore(ctx.settings.home, experiment.id, run.id)
     notes = list(run.notes)
     interrupted = unrecorded_calls(calls, run.id)
@@ -329,7 +349,7 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
         jobs,
         run_id=run.id,
         cap_usd=run.spend_cap_usd - spent_before,
-        endpoints={credential_id: endpoint(ctx.credentials, credential_id)},
+        endpoints={credential_id: judge_endpoint},
         files=calls,
         rows_of=lambda outcomes: [_call_row(o, orientation[o.job.call.pair_id]) for o in outcomes],
         watch=watch,
@@ -337,9 +357,13 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
             run.id, done=done, total=total, spend_usd=spent
         ),
         ctx=ctx,
+        caller="judge",
     )
     made = calls.frame()
     calls.write_final(made)
+    if judge_endpoint.cost_source == "provider":
+        answered = made.filter(pl.col("status") == "ok")
+        notes.append(reported_cost_note(answered.height, answered.get_column("reported_cost_usd").null_count()))
     rows = verdict_rows(made, planned.pairs, spec.order == "both")
     spent = float(made.get_column("cost_usd").sum() or 0.0)
     status, reason = final_status(
@@ -358,6 +382,7 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
             "spend_usd": spent,
             "progress": Progress(done=len(made), total=total),
             "summary": judge.summarize(rows, spent, both_orders=spec.order == "both"),
+            "notes": notes,
             "completed_at": utcnow(),
         }
     )

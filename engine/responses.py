@@ -36,6 +36,7 @@ from engine.runs import (
     endpoint,
     final_status,
     interrupted_note,
+    reported_cost_note,
     suggested_cap,
     unrecorded_calls,
 )
@@ -118,10 +119,20 @@ def endpoints_for(
     endpoints: dict[str, Endpoint] = {}
     for model in models:
         credential_id = _credential_of(spec.candidate_config, model)
+        default = credential_id is None
         if credential_id is None:
             credential_id = f"pc_{catalog.price(model).provider}_default"
         by_model[model] = credential_id
-        endpoints[credential_id] = endpoint(credentials, credential_id)
+        try:
+            endpoints[credential_id] = endpoint(credentials, credential_id)
+        except ConfigError as exc:
+            if not default:
+                raise
+            raise ConfigError(
+                f"candidate model {model!r} is called through the default credential {credential_id!r}: "
+                f"{exc.message}; or give the model a provider_credential_id",
+                param=exc.param,
+            ) from None
     return by_model, endpoints
 
 
@@ -271,8 +282,11 @@ def pair_row(outcome: Outcome, base: Mapping[str, Any]) -> dict[str, Any]:
         "candidate_latency_ms": result.latency_ms,
         "candidate_status": result.status,
         "error_type": result.error_type,
+        "candidate_status_code": result.status_code,
+        "candidate_error_message": result.error_message if result.status == "error" else None,
         "candidate_input_tokens": result.input_tokens,
         "candidate_output_tokens": result.output_tokens,
+        "candidate_reported_cost_usd": result.reported_cost_usd,
         "attempts": result.attempts,
         "request_json": base["request_json"],
         "baseline_text": base["response_text"],
@@ -295,8 +309,11 @@ def interrupted_row(base: Mapping[str, Any], reserved_usd: float) -> dict[str, A
         "candidate_latency_ms": None,
         "candidate_status": "error",
         "error_type": INTERRUPTED,
+        "candidate_status_code": None,
+        "candidate_error_message": "sent before the run was interrupted, never recorded: its answer is unknown",
         "candidate_input_tokens": 0,
         "candidate_output_tokens": 0,
+        "candidate_reported_cost_usd": None,
         "attempts": 1,
         "request_json": base["request_json"],
         "baseline_text": base["response_text"],
@@ -409,7 +426,8 @@ def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None
         ),
         ctx=ctx,
     )
-    return _finish(running, planned, results, watch, report, spec, ctx)
+    reported = {m for m, c in credential_of.items() if endpoints[c].cost_source == "provider"}
+    return _finish(running, planned, results, watch, report, spec, ctx, reported)
 
 
 def _finish(
@@ -420,9 +438,18 @@ def _finish(
     report: FanoutReport | None,
     spec: ExperimentCreate,
     ctx: RunContext,
+    reported_models: set[str],
 ) -> Experiment:
     pairs = results.frame()
     notes = list(running.notes)
+    if reported_models:
+        # These models' credentials count the cost the endpoint reports: say how many calls reported none.
+        answered = pairs.filter(
+            pl.col("candidate_model").is_in(sorted(reported_models)) & (pl.col("candidate_status") == "ok")
+        )
+        notes.append(
+            reported_cost_note(answered.height, answered.get_column("candidate_reported_cost_usd").null_count())
+        )
     embedder_name = spec.embedding_model or ctx.settings.embedding_model
     api_key = base_url = None
     if embedder_name.startswith("openai:"):

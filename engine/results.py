@@ -29,8 +29,13 @@ PAIR_SCHEMA: dict[str, pl.DataType] = {
     "candidate_latency_ms": pl.Float64(),
     "candidate_status": pl.String(),
     "error_type": pl.String(),
+    # Why a call failed, as the provider put it (results written before these columns read them as null).
+    "candidate_status_code": pl.Int64(),
+    "candidate_error_message": pl.String(),
     "candidate_input_tokens": pl.Int64(),
     "candidate_output_tokens": pl.Int64(),
+    # What the endpoint reported the call cost (``x-litellm-response-cost``), beside the catalog's price.
+    "candidate_reported_cost_usd": pl.Float64(),
     "attempts": pl.Int64(),
     "request_json": pl.String(),
     "baseline_text": pl.String(),
@@ -50,6 +55,12 @@ SORTS: dict[str, tuple[str, bool]] = {
     "timestamp_desc": ("timestamp", True),
     "timestamp_asc": ("timestamp", False),
 }
+
+
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """``frame`` with ``schema``'s columns in its order; a column an older file lacks reads as nulls."""
+    missing = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.items() if name not in frame.columns]
+    return frame.with_columns(missing).select(list(schema)) if missing else frame.select(list(schema))
 
 
 class ResultFiles:
@@ -76,13 +87,19 @@ class ResultFiles:
         os.replace(tmp, target)
 
     def frame(self) -> pl.DataFrame:
-        """Every recorded pair (scored file if present, else the checkpoints)."""
+        """Every recorded pair (scored file if present, else the checkpoints), in the current schema."""
         if self.final.exists():
-            return pl.read_parquet(self.final)
+            return self.read_final()
         parts = self._parts()
         if not parts:
             return pl.DataFrame(schema=self.schema)
-        return pl.concat([pl.read_parquet(p) for p in parts], how="vertical")
+        return pl.concat([conform(pl.read_parquet(p), self.schema) for p in parts], how="vertical")
+
+    def read_final(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """``columns`` (default: all) of the final file; those a file written by an earlier version lacks are nulls."""
+        wanted = {name: self.schema[name] for name in columns or self.schema}
+        present = pl.read_parquet_schema(self.final)
+        return conform(pl.read_parquet(self.final, columns=[c for c in wanted if c in present]), wanted)
 
     @property
     def journal(self) -> Path:

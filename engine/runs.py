@@ -3,13 +3,14 @@
 With-responses experiments and judge runs both reserve and settle through
 one spend tracker per run, journal each batch before it is sent, checkpoint
 each batch that comes back, report progress, and stop on the cap, a
-projected overrun, a cancel or the hard timeout.
+projected overrun, a cancel, the hard timeout, or a provider that refuses
+the run's first calls alike (a model that does not exist, a bad key).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +23,17 @@ from engine.store import Store
 
 if TYPE_CHECKING:  # the fan-out brings Ray and openai: imported only by runs that call providers
     from engine.fanout import Endpoint, FanoutOptions, FanoutReport, Job, Outcome
+    from engine.providers import ChatResult
 
 AUTO_CANCEL_RATIO = 1.5
 #: Projected spend is checked after every this many settled calls.
 AUTO_CANCEL_EVERY = 50
 #: The guide's floor for suggested caps, so penny-sized runs are not cancelled at fractions of a cent.
 SUGGESTED_CAP_FLOOR_USD = 0.05
+#: A run whose first this many calls are all refused alike (one non-retryable 4xx) stops ``failed``.
+REFUSAL_PROBE = 20
+#: Stops that end a run ``failed`` (the others, but the cap, end it ``cancelled``).
+FAILING_STOPS = frozenset({"timeout", "refused"})
 
 
 def suggested_cap(estimated_usd: float, limit_usd: float) -> float:
@@ -79,16 +85,16 @@ class RunWatch:
         self.done += batch_done
         self.spent += batch_spent
         if self.status_of() == "cancelled":
-            return self._stop("cancel", "cancelled on request")
+            return self.stop("cancel", "cancelled on request")
         if time.monotonic() - self.started > self.timeout_s:
-            return self._stop(
+            return self.stop(
                 "timeout", f"hard timeout: the run passed {self.timeout_s / 60:g} minutes with {self.done:,} pairs done"
             )
         if self.done - self.checked_at >= AUTO_CANCEL_EVERY:
             self.checked_at = self.done - self.done % AUTO_CANCEL_EVERY
             projected = self.spent / self.done * self.total
             if projected > AUTO_CANCEL_RATIO * self.cap_usd:
-                return self._stop(
+                return self.stop(
                     "auto_cancel",
                     f"auto-cancelled: projected spend ${projected:.4f} for {self.total:,} pairs exceeds "
                     f"{AUTO_CANCEL_RATIO:g} x the spend cap ${self.cap_usd:g} (spent ${self.spent:.4f} on "
@@ -96,9 +102,52 @@ class RunWatch:
                 )
         return None
 
-    def _stop(self, kind: str, reason: str) -> str:
+    def stop(self, kind: str, reason: str) -> str:
+        """Record why the run stops; returns ``kind`` (the stop the fan-out reports)."""
         self.reason = reason
         return kind
+
+
+def refusal_of(result: ChatResult | None) -> tuple[int, str] | None:
+    """``(status, message)`` when ``result`` is a refusal: an error the provider answered with a 4xx not worth retrying.
+
+    Rate limits (429) and timeouts (408) are retried, so they are never refusals; neither is a 5xx.
+    """
+    if result is None or result.status != "error" or result.error_type != "invalid_request":
+        return None
+    code = result.status_code
+    if code is None or not 400 <= code < 500:
+        return None
+    return code, result.error_message or ""
+
+
+@dataclass
+class RefusalWatch:
+    """Watches a run's first ``probe`` calls, to tell whether they are all refused with one status and message.
+
+    Such a run would only pay for (and record) the same error on every pair, so it stops. One answered
+    call, one other error or a second kind of refusal among them, and the run goes on.
+    """
+
+    probe: int
+    first: tuple[int, str] | None = None
+    seen: int = 0
+    decided: bool = False
+
+    def __call__(self, results: Iterable[ChatResult | None]) -> str | None:
+        """Book results in the order they came; ``"404 The model … does not exist"`` once the probe is refused."""
+        for result in results:
+            if self.decided:
+                return None
+            refusal = refusal_of(result)
+            if refusal is None or (self.first is not None and refusal != self.first):
+                self.decided = True
+                return None
+            self.first, self.seen = refusal, self.seen + 1
+            if self.seen >= self.probe:
+                self.decided = True
+                return f"{refusal[0]} {refusal[1]}".rstrip()
+        return None
 
 
 def fanout_options(settings: Settings) -> FanoutOptions:
@@ -109,6 +158,7 @@ def fanout_options(settings: Settings) -> FanoutOptions:
     return FanoutOptions(
         workers=settings.workers,
         concurrency=settings.concurrency,
+        probe_calls=REFUSAL_PROBE,
         retry=RetryPolicy(
             max_attempts=settings.max_attempts, backoff_s=settings.retry_backoff_s, timeout_s=settings.call_timeout_s
         ),
@@ -125,7 +175,9 @@ def endpoint(credentials: Credentials, credential_id: str) -> Endpoint:
 
     credential = credentials.get(credential_id)
     pin = credential.target(credential_id)
-    return Endpoint(credential.base_url, credential.api_key(credential_id), credential.rate_limit_rps, pin)
+    return Endpoint(
+        credential.base_url, credential.api_key(credential_id), credential.rate_limit_rps, pin, credential.cost_source
+    )
 
 
 def call_and_record(
@@ -139,18 +191,29 @@ def call_and_record(
     watch: RunWatch,
     save_progress: Callable[[int, int, float], None],
     ctx: RunContext,
+    caller: str = "candidate",
 ) -> FanoutReport | None:
-    """Fan ``jobs`` out under ``cap_usd``; journal what is sent, checkpoint and report progress batch by batch."""
+    """Fan ``jobs`` out under ``cap_usd``; journal what is sent, checkpoint and report progress batch by batch.
+
+    When the first ``REFUSAL_PROBE`` calls (all of them, in a smaller run) are refused alike, nothing
+    more is sent: the report's stop is ``refused`` and ``watch.reason`` quotes the provider (``caller``
+    names whose provider it was in that reason).
+    """
     from engine.fanout import fan_out
 
     if not jobs:
         return None
+    refusals = RefusalWatch(min(REFUSAL_PROBE, len(jobs)))
 
     def on_outcomes(outcomes: list[Outcome]) -> str | None:
         if ctx.tick is not None:
             ctx.tick()
         files.append(rows_of(outcomes))
         stop = watch(len(outcomes), sum(o.cost_usd for o in outcomes))
+        refused = refusals(o.result for o in outcomes)
+        if refused is not None and stop is None:
+            many = f"the first {refusals.probe:,} calls" if refusals.probe < len(jobs) else f"all {len(jobs):,} calls"
+            stop = watch.stop("refused", f"the {caller}'s provider refused {many}: {refused}")
         save_progress(watch.done, watch.total, watch.spent)
         if ctx.on_progress is not None:
             ctx.on_progress(watch.done, watch.total, watch.spent)
@@ -190,14 +253,22 @@ def interrupted_note(calls: dict[str, float], what: str) -> str:
     )
 
 
+def reported_cost_note(answered: int, unreported: int) -> str:
+    """The note of a run whose credential counts the cost the endpoint reports (``cost_source: provider``)."""
+    return (
+        f"Costs are what the endpoint reported (cost_source: provider): {unreported:,} of {answered:,} answered "
+        "calls reported none (no x-litellm-response-cost header) and count at the catalog price."
+    )
+
+
 def final_status(
     report: FanoutReport | None, watch: RunWatch, cap_reason: str, cancelled_meanwhile: bool
 ) -> tuple[str, str | None]:
-    """How a run ended: ``completed``, ``cancelled`` (cap, auto-cancel, request) or ``failed`` (timeout)."""
+    """How a run ended: ``completed``, ``cancelled`` (cap, auto-cancel, request) or ``failed`` (timeout, refused)."""
     if report is not None and report.stop == "cap":
         return "cancelled", cap_reason
     if report is not None and report.stop is not None:
-        return ("failed" if report.stop == "timeout" else "cancelled"), watch.reason
+        return ("failed" if report.stop in FAILING_STOPS else "cancelled"), watch.reason
     if cancelled_meanwhile:
         return "cancelled", "cancelled on request"
     return "completed", None

@@ -431,6 +431,11 @@ class CredentialCreate(Body):
     base_url: str = Field("https://api.openai.com/v1", max_length=2000, pattern=r"^https?://")
     api_key: str | None = Field(None, min_length=1, max_length=10_000, description="Stored, never returned.")
     rate_limit_rps: float | None = Field(None, gt=0, le=100_000)
+    cost_source: Literal["catalog", "provider"] = Field(
+        "catalog",
+        description="`catalog`: a call costs usage x catalog price; `provider`: what the endpoint reports in "
+        "`x-litellm-response-cost` (the catalog price where it reports none).",
+    )
 
 
 class ProviderCredential(BaseModel):
@@ -442,6 +447,7 @@ class ProviderCredential(BaseModel):
     vendor: Literal["openai"]
     base_url: str
     rate_limit_rps: float | None = None
+    cost_source: Literal["catalog", "provider"] = "catalog"
     has_api_key: bool
     created_at: dt.datetime
 
@@ -503,8 +509,17 @@ class PairRow(BaseModel):
     candidate_latency_ms: float | None = None
     candidate_status: str | None = None
     error_type: str | None = None
+    candidate_status_code: int | None = Field(
+        None, description="HTTP status of the candidate call's last attempt (none when no response came)."
+    )
+    candidate_error_message: str | None = Field(
+        None, description="What the candidate's provider said about a failed call (trimmed, secrets removed)."
+    )
     candidate_input_tokens: int | None = None
     candidate_output_tokens: int | None = None
+    candidate_reported_cost_usd: float | None = Field(
+        None, description="The cost the endpoint reported itself (`x-litellm-response-cost`), if it did."
+    )
     attempts: int | None = None
     similarity: float | None = None
 

@@ -199,6 +199,7 @@ def create_credential(
         vendor=spec.vendor,
         base_url=spec.base_url,
         rate_limit_rps=spec.rate_limit_rps,
+        cost_source=spec.cost_source,
         has_api_key=spec.api_key is not None,
         created_at=utcnow(),
     )
@@ -489,7 +490,7 @@ def _pairs(svc: Services, experiment: Experiment) -> pl.DataFrame:
     with svc.pair_cache_lock:
         frame = svc.pair_cache.pop(key, None)
         if frame is None:
-            frame = pl.read_parquet(files.final, columns=ROW_COLUMNS)
+            frame = files.read_final(ROW_COLUMNS)
         svc.pair_cache[key] = frame  # most recent last
         while len(svc.pair_cache) > PAIR_CACHE_RUNS:
             svc.pair_cache.pop(next(iter(svc.pair_cache)))

@@ -139,8 +139,12 @@ def demo_provider(svc: core.Services) -> Iterator[core.Services]:
         err.print(f"No OPENAI_API_KEY: candidate calls go to the rehearsal SIMULATOR at {sim.base_url}.")
         credentials = svc.settings.home / "demo-credentials.yaml"
         credentials.write_text(
-            f"# Written by `rehearsal demo`: the guides' credential id, pointed at the simulator.\n"
-            f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{sim.base_url}'}}\n"
+            "# Written by `rehearsal demo`: the guides' credential ids, pointed at the simulator.\n"
+            "credentials:\n"
+            + "".join(
+                f"  pc_{vendor}_default: {{vendor: openai, base_url: '{sim.base_url}'}}\n"
+                for vendor in ("openai", "anthropic", "google")
+            )
         )
         # A short call timeout keeps the simulator's injected hangs from holding the demo for a minute each.
         settings = svc.settings.model_copy(update={"call_timeout_s": 5.0})

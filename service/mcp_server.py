@@ -187,11 +187,22 @@ def experiments_summary(page: PageOf[Experiment]) -> str:
     return _list_summary("experiment", ", newest first", [experiment_summary(e) for e in page.data], page)
 
 
+def _failure(p: PairDetail) -> str:
+    """`` (invalid_request, 404: The model … does not exist)``: why a candidate call failed, when it did."""
+    parts = [p.error_type] if p.error_type else []
+    said = p.candidate_error_message and p.candidate_error_message[:200]
+    if p.candidate_status_code is not None and p.candidate_status != "ok":
+        parts.append(f"{p.candidate_status_code}: {said}" if said else str(p.candidate_status_code))
+    elif said:
+        parts.append(said)
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def pairs_summary(page: PageOf[PairDetail]) -> str:
     """One line per pair."""
     lines = [
         f"{p.request_id}: similarity {'n/a' if p.similarity is None else f'{p.similarity:.3f}'}, candidate "
-        f"{p.candidate_status}{f' ({p.error_type})' if p.error_type else ''}, {p.baseline_model} -> {p.candidate_model}"
+        f"{p.candidate_status}{_failure(p)}, {p.baseline_model} -> {p.candidate_model}"
         for p in page.data
     ]
     return _list_summary("pair", "", lines, page)

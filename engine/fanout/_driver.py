@@ -23,6 +23,10 @@ class FanoutOptions:
     concurrency: int = 64  # calls in flight per worker
     batch_size: int = 16
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Start gently: until one call is answered or this many have come back, only the batches that cover
+    #: them are out, so an endpoint that refuses every call (an unknown model, a bad key) is not sent
+    #: hundreds of them before the run can tell. 0: full width at once.
+    probe_calls: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,10 @@ def fan_out(
     Each call reserves its estimate on the tracker as it takes a worker's slot; the tracker appends it to
     ``journal`` (``engine.fanout._journal``) before granting, so after a crash the journal holds exactly
     the calls that may have gone out. ``on_outcomes`` receives each finished batch's sent calls as they
-    arrive (checkpoint, progress) and returns a reason to stop (cancel, auto-cancel, timeout) or ``None``
-    to go on. After a stop no new call starts; calls in flight finish and are reported, since their money
-    is spent.
+    arrive (checkpoint, progress) and returns a reason to stop (cancel, auto-cancel, timeout, refused) or
+    ``None`` to go on. After a stop no new call starts; calls in flight finish and are reported, since their
+    money is spent. Until a call is answered or ``options.probe_calls`` calls have come back, only the
+    batches covering those calls are out.
     """
     opts = options or FanoutOptions()
     ensure_ray()
@@ -69,23 +74,30 @@ def fan_out(
     # Twice a worker's concurrency queued, so a batch held up by one slow call leaves no slot idle. A queued
     # call is not yet reserved nor journaled: a crash leaves it to be sent by the resumed run.
     per_worker = math.ceil(2 * opts.concurrency / opts.batch_size) + 1
+    probing = opts.probe_calls > 0
     in_flight: dict[Any, int] = {}
     load = [0] * len(workers)
     stop: str | None = None
     cap_reached = False
-    started = not_started = 0
+    started = not_started = submitted = 0
     try:
         while batches or in_flight:
-            while stop is None and batches and min(load) < per_worker:
+            while (
+                stop is None and batches and min(load) < per_worker and not (probing and submitted >= opts.probe_calls)
+            ):
                 w = load.index(min(load))
-                in_flight[workers[w].run.remote(batches.pop(0))] = w
+                batch = batches.pop(0)
+                in_flight[workers[w].run.remote(batch)] = w
                 load[w] += 1
+                submitted += len(batch)
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5) if in_flight else ([], [])
             for ref in done:
                 load[in_flight.pop(ref)] -= 1
                 outcomes: list[Outcome] = ray.get(ref)
                 sent = [o for o in outcomes if o.started]
                 started += len(sent)
+                answered = any(o.result is not None and o.result.status == "ok" for o in sent)
+                probing = probing and not answered and started < opts.probe_calls
                 not_started += len(outcomes) - len(sent)
                 if len(sent) < len(outcomes) and stop is None:
                     cap_reached, stop = True, "cap"

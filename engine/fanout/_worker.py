@@ -15,15 +15,23 @@ from engine.providers import ChatCall, ChatResult, OpenAICompatible, Provider, R
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A resolved credential: where to call and how fast.
+    """A resolved credential: where to call, how fast, and which cost of a call counts.
 
     ``pin``, for credentials stored through the API, is the checked target: calls connect to its address.
+    ``cost_source`` ``provider`` settles the cost the endpoint reports (the catalog's where it reports none).
     """
 
     base_url: str
     api_key: str
     rate_limit_rps: float | None = None
     pin: Target | None = None
+    cost_source: str = "catalog"
+
+    def cost(self, result: ChatResult, price: Price) -> float:
+        """What ``result`` costs the run: usage x ``price``, or the endpoint's reported cost where it counts."""
+        if self.cost_source == "provider" and result.reported_cost_usd is not None:
+            return result.reported_cost_usd
+        return price.cost(result.input_tokens, result.cached_input_tokens, result.output_tokens)
 
 
 @dataclass(frozen=True)
@@ -201,7 +209,7 @@ class CallWorker:
             if limiter is not None:
                 await limiter.wait()
             result = await self._provider(job.endpoint).complete(job.call)
-        cost = job.price.cost(result.input_tokens, result.cached_input_tokens, result.output_tokens)
+        cost = self.endpoints[job.endpoint].cost(result, job.price)
         await self.settlements.ask((key, cost))
         return Outcome(job, result, cost)
 

@@ -5,7 +5,16 @@ simulated provider (``engine.providers._sim``) is a loopback OpenAI-compatible
 server reached through the same client.
 """
 
-from engine.providers._base import PAIR_HEADER, ChatCall, ChatResult, Provider
-from engine.providers._openai import OpenAICompatible, RetryPolicy
+from engine.providers._base import PAIR_HEADER, REPORTED_COST_HEADER, ChatCall, ChatResult, Provider
+from engine.providers._openai import OpenAICompatible, RetryPolicy, scrub_secrets
 
-__all__ = ["PAIR_HEADER", "ChatCall", "ChatResult", "OpenAICompatible", "Provider", "RetryPolicy"]
+__all__ = [
+    "PAIR_HEADER",
+    "REPORTED_COST_HEADER",
+    "ChatCall",
+    "ChatResult",
+    "OpenAICompatible",
+    "Provider",
+    "RetryPolicy",
+    "scrub_secrets",
+]

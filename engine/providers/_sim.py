@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.configfile import load_yaml_model
 from engine.errors import ConfigError
-from engine.providers._base import PAIR_HEADER
+from engine.providers._base import PAIR_HEADER, REPORTED_COST_HEADER
 from engine.providers._sim_judge import JudgeDraw, SimJudgeProfile, is_judge_system, sim_judge_reply
 from engine.providers._sim_text import (
     Divergence,
@@ -107,7 +107,7 @@ MESSAGE_OVERHEAD_TOKENS = 4
 #: Characters per token of the simulator's token estimate.
 CHARS_PER_TOKEN = 4
 
-Outcome = Literal["ok", "rate_limit", "server_error", "timeout", "malformed", "invalid_request"]
+Outcome = Literal["ok", "rate_limit", "server_error", "timeout", "malformed", "invalid_request", "not_found"]
 Probability = Annotated[float, Field(ge=0, le=1)]
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -148,6 +148,16 @@ class SimProfile(BaseModel):
         description="Shares of answers close to the baseline, mildly different (same topic) and far (another "
         "topic); they sum to 1. A strong model is mostly close, a weak one spreads wide.",
     )
+    reported_cost_per_mtok: NonNegative | None = Field(
+        None,
+        description="Report each answered call's cost in an `x-litellm-response-cost` header, as a LiteLLM proxy "
+        "does: (prompt + completion tokens) x this / 1e6 USD. None: no header.",
+    )
+    reported_cost_missing: Probability = Field(
+        0.0,
+        description="Probability per answered call that the cost header is left out (a proxy with no price for "
+        "the model sends none). Only with `reported_cost_per_mtok`.",
+    )
     judge: SimJudgeProfile = Field(
         default_factory=SimJudgeProfile,
         description="How the model behaves as an LLM judge (on calls carrying the judge system message): how "
@@ -175,6 +185,11 @@ class SimConfig(BaseModel):
     )
     time_scale: NonNegative = Field(
         1.0, description="Multiplies every sleep of the server (latency and hangs): 1 = real time, 0 = instant."
+    )
+    known_models_only: bool = Field(
+        False,
+        description="Answer a model not listed under `models` with HTTP 404 `model_not_found`, as OpenAI does for "
+        "a model that does not exist (the `default` profile then serves no one). False: `default` serves it.",
     )
 
     def profile(self, model: str) -> SimProfile:
@@ -365,13 +380,19 @@ def simulate_chat(
     """The reply to attempt number ``attempt`` of a chat request to ``model``: an answer or an injected error.
 
     A judge call (``is_judge_call``) is answered with a verdict drawn from the
-    profile's ``judge`` section instead of an answer.
+    profile's ``judge`` section instead of an answer. With ``known_models_only``, a model
+    the config does not list gets OpenAI's 404 ``model_not_found``; a profile with
+    ``reported_cost_per_mtok`` reports each answer's cost in a header, as a LiteLLM proxy does.
     """
     profile = config.profile(model)
     scale = config.time_scale
     prompt = last_user_text(messages)
-    outcome = draw_outcome(profile, model, prompt, attempt)
     headers = {"x-request-id": "req_sim_" + stable_digest("request", model, prompt, attempt).hex()[:24]}
+    if config.known_models_only and model not in config.models:
+        message = f"The model `{model}` does not exist or you do not have access to it."
+        payload = error_body(message, "invalid_request_error", code="model_not_found")
+        return _json_reply(404, "not_found", payload, headers)
+    outcome = draw_outcome(profile, model, prompt, attempt)
     if outcome == "rate_limit":
         retry_after = f"{profile.retry_after_s:g}"
         message = f"Rate limit reached for {model} (rehearsal simulator). Please try again in {retry_after}s."
@@ -404,6 +425,11 @@ def simulate_chat(
         created=int(time.time()),
     )
     text = json.dumps(completion, separators=(",", ":"))
+    if profile.reported_cost_per_mtok is not None and not (
+        stable_unit("reported-cost", model, prompt, attempt) < profile.reported_cost_missing
+    ):
+        cost = (prompt_tokens + completion_tokens) * profile.reported_cost_per_mtok / 1e6
+        headers[REPORTED_COST_HEADER] = f"{cost:.10g}"
     if outcome == "malformed":
         # A body cut off mid-transfer: status and headers look fine, the JSON does not parse.
         text = text[: len(text) // 2]

@@ -159,20 +159,28 @@ def histogram_view(result: Histogram, width: int = 40) -> Group:
     return Group(Text(result.headline, style="bold cyan"), table, footer)
 
 
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
 def pairs_view(rows: list[dict[str, Any]]) -> Group:
     """Pairs side by side: the baseline answer and the candidate's."""
     parts: list[Table | Text] = []
     for row in rows:
         sim = "unscored" if row.get("similarity") is None else f"{row['similarity']:.3f}"
+        failed = row.get("candidate_status") not in (None, "ok")
         parts.append(
             Text.assemble(
                 (f"{row['request_id']}", "bold"),
                 f"  similarity {sim}  {row['baseline_model']} → {row['candidate_model']} ({row['candidate_status']}"
                 + (f": {row['error_type']}" if row.get("error_type") else "")
+                + (f", HTTP {row['candidate_status_code']}" if failed and row.get("candidate_status_code") else "")
                 + f")  cost ${row['baseline_cost_usd']:.5f} → ${row['candidate_cost_usd']:.5f}"
-                f"  latency {row['baseline_latency_ms']:,.0f} → {row['candidate_latency_ms']:,.0f} ms",
+                f"  latency {row['baseline_latency_ms']:,.0f} → {_ms(row['candidate_latency_ms'])} ms",
             )
         )
+        if failed and row.get("candidate_error_message"):
+            parts.append(Text(f"  provider said: {row['candidate_error_message']}", style="red"))
         if "baseline_text" in row:
             table = Table(show_header=True, expand=True)
             table.add_column("baseline", ratio=1)

@@ -64,3 +64,51 @@ def test_the_credentials_file_is_trusted_and_stored_credentials_are_checked_when
     assert (local.pin.host, local.pin.port, local.api_key) == ("localhost", 9, "sk-stored")
     with pytest.raises(ConfigError):
         endpoint(project_credentials(base, store, "p", ["localhost:8000"]), stored)  # another port
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "credentials.yaml"
+VENDORS = {
+    "pc_openai_default": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "pc_anthropic_default": ("https://api.anthropic.com/v1/", "ANTHROPIC_API_KEY"),
+    "pc_google_default": ("https://generativelanguage.googleapis.com/v1beta/openai/", "GEMINI_API_KEY"),
+}
+
+
+def test_the_shipped_file_has_each_vendors_default_and_its_key_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = load_credentials(SHIPPED)
+    assert {cid: (c.base_url, c.api_key_env) for cid, c in shipped.credentials.items()} == VENDORS
+    assert {c.cost_source for c in shipped.credentials.values()} == {"catalog"}
+    for credential_id, (_, variable) in VENDORS.items():
+        monkeypatch.delenv(variable, raising=False)
+        with pytest.raises(ConfigError, match=rf"\${variable}, which is not set") as caught:
+            endpoint(shipped, credential_id)
+        assert caught.value.param == "provider_credential_id"
+        monkeypatch.setenv(variable, f"key-for-{credential_id}")
+        assert endpoint(shipped, credential_id).api_key == f"key-for-{credential_id}"
+
+
+@pytest.mark.parametrize("base_url", sorted(url for url, _ in VENDORS.values()))
+def test_the_vendors_hosts_pass_the_default_allow_list(base_url: str) -> None:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(base_url).hostname or ""
+    public = {host: ["104.18.0.1"]}  # what these names resolve to: public addresses
+    target = check_base_url(base_url, ["*"], resolve=lambda h, p: [ipaddress.ip_address(a) for a in public[h]])
+    assert target.host == host and target.port == 443
+
+
+def test_a_stored_credential_keeps_its_cost_source(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    proxy = ProviderCredential(
+        id="pc_proxy",
+        project_id="p",
+        vendor="openai",
+        base_url="http://localhost:4000/v1",
+        cost_source="provider",
+        has_api_key=True,
+        created_at=utcnow(),
+    )
+    store.put_credential(proxy, "sk-proxy")
+    base = load_credentials(SHIPPED)
+    assert endpoint(project_credentials(base, store, "p", ["localhost:4000"]), "pc_proxy").cost_source == "provider"
+    assert store.get_credential("pc_proxy").cost_source == "provider"

@@ -11,11 +11,12 @@ import ray
 
 from engine.errors import ConfigError
 from engine.fanout import ensure_ray
+from engine.judging import CallStore
 from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer
 from engine.providers._sim_judge import SimJudgeProfile
 from engine.settings import Settings
 from service import core
-from tests.conftest import STORE_END
+from tests.conftest import REPO, STORE_END
 
 PROFILES = {
     # The candidate: often close, sometimes off-topic, so every bucket has pairs.
@@ -31,7 +32,8 @@ PROFILES = {
 def setup(tmp_path_factory: pytest.TempPathFactory, log_store: Path) -> Iterator[tuple[core.Services, str]]:
     ensure_ray(num_cpus=2)
     tmp = tmp_path_factory.mktemp("judge")
-    with SimServer(SimConfig(models=PROFILES, time_scale=0)) as sim:
+    # Only the models listed are served: any other judge model is refused with a 404, as OpenAI does.
+    with SimServer(SimConfig(models=PROFILES, time_scale=0, known_models_only=True)) as sim:
         credentials = tmp / "credentials.yaml"
         credentials.write_text(f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{sim.base_url}'}}\n")
         settings = Settings(home=tmp / "home", sample_min=1, retry_backoff_s=0, concurrency=32)
@@ -170,3 +172,30 @@ def test_bad_judge_requests_are_refused(setup: tuple[core.Services, str], body: 
         core.create_judge_run(svc, experiment_id, body)
     assert info.value.param == field
     assert core.list_judge_runs(svc, experiment_id, limit=100)[0] == before
+
+
+def test_a_judge_the_provider_does_not_serve_fails_the_run_after_its_first_calls(
+    setup: tuple[core.Services, str],
+) -> None:
+    svc, experiment_id = setup
+    run = core.create_judge_run(svc, experiment_id, judge_body(judgeModel="gpt-5"))  # priced, but not served
+    missing = "The model `gpt-5` does not exist or you do not have access to it."
+    assert run.status == "failed"
+    assert run.status_reason == f"the judge's provider refused the first 20 calls: 404 {missing}"
+    calls = CallStore(svc.settings.home, experiment_id, run.id).frame()
+    assert 20 <= calls.height <= 32 and run.progress.done == calls.height < 120
+    assert set(zip(calls["status_code"], calls["error_message"], strict=True)) == {(404, missing)}
+    assert run.summary is not None and run.summary["judged_count"] == 0
+
+
+def test_a_vendor_default_judge_without_its_key_is_refused_at_admission(
+    setup: tuple[core.Services, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc, experiment_id = setup
+    shipped = core.open_services(svc.settings, logs=svc.logs_root, credentials=REPO / "configs" / "credentials.yaml")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    before, _ = core.list_judge_runs(shipped, experiment_id, limit=100)
+    with pytest.raises(ConfigError, match=r"pc_anthropic_default.*\$ANTHROPIC_API_KEY, which is not set") as caught:
+        core.create_judge_run(shipped, experiment_id, judge_body(judgeModel="claude-sonnet-4"))
+    assert caught.value.param == "judgeModel"
+    assert core.list_judge_runs(shipped, experiment_id, limit=100)[0] == before

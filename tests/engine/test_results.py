@@ -7,7 +7,7 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.fanout._journal import append_sent, append_settled
-from engine.results import PAIR_SCHEMA, PairStore, query_pairs
+from engine.results import PAIR_SCHEMA, ROW_COLUMNS, PairStore, query_pairs
 
 
 def _row(i: int, similarity: float | None, status: str = "ok", delta: float = 0.0) -> dict[str, Any]:
@@ -103,3 +103,27 @@ def test_shallow_pages_match_a_full_sort_page_after_page(sort: str) -> None:
         if cursor is None:
             break
     assert seen == expected.get_column("request_id").to_list()[: len(seen)] and len(seen) == 3000
+
+
+NEW_COLUMNS = ("candidate_status_code", "candidate_error_message", "candidate_reported_cost_usd")
+
+
+def test_results_written_before_the_provider_columns_still_load(tmp_path: Path) -> None:
+    old_schema = {c: t for c, t in PAIR_SCHEMA.items() if c not in NEW_COLUMNS}
+    store = PairStore(tmp_path, "exp_old")
+    store.dir.mkdir(parents=True)
+    pl.DataFrame(ROWS[:2], schema=old_schema).write_parquet(store.dir / "part-000000.parquet")  # an older run
+    store.append([ROWS[2] | {"candidate_status_code": 404, "candidate_error_message": "no such model"}])  # resumed
+    frame = store.frame()
+    assert list(frame.columns) == list(PAIR_SCHEMA) and frame.height == 3
+    assert frame.get_column("candidate_status_code").to_list() == [None, None, 404]
+    store.write_final(frame)
+
+    old_final = PairStore(tmp_path, "exp_final")
+    old_final.dir.mkdir(parents=True)
+    pl.DataFrame(ROWS, schema=old_schema).write_parquet(old_final.final)
+    rows = old_final.read_final(ROW_COLUMNS)
+    assert list(rows.columns) == ROW_COLUMNS and rows.height == len(ROWS)
+    assert rows.get_column("candidate_error_message").null_count() == len(ROWS)
+    assert rows.schema["candidate_reported_cost_usd"] == pl.Float64
+    assert list(old_final.frame().columns) == list(PAIR_SCHEMA)

@@ -17,7 +17,7 @@ from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer
 from engine.results import PairStore
 from engine.settings import Settings
 from service import core
-from tests.conftest import STORE_END
+from tests.conftest import REPO, STORE_END
 
 PROFILES = {
     "gpt-4o-mini": SimProfile(divergence=Divergence(close=0.6, mild=0.3, far=0.1)),
@@ -31,6 +31,8 @@ PROFILES = {
         divergence=Divergence(close=0.2, mild=0.4, far=0.4),
     ),
     "gpt-4.1-mini": SimProfile(verbosity=8.0),
+    # Behind a proxy that reports each call's cost (and leaves it out now and then).
+    "gpt-4.1": SimProfile(reported_cost_per_mtok=5.0, reported_cost_missing=0.2),
 }
 
 
@@ -208,3 +210,91 @@ def test_cancel_stops_a_running_experiment(svc: core.Services, tmp_path: Path) -
     assert experiment.status == "cancelled" and experiment.status_reason == "cancelled on request"
     assert experiment.progress.done < 400
     assert experiment.similarity_summary is not None  # what was done is scored
+
+
+def _services(svc: core.Services, path: Path, credentials: str) -> core.Services:
+    path.write_text(credentials)
+    return core.open_services(svc.settings, logs=svc.logs_root, credentials=path)
+
+
+def test_a_provider_that_refuses_the_first_calls_fails_the_run(svc: core.Services, tmp_path: Path) -> None:
+    # A provider that serves only the models it knows: gpt-4o is priced in the catalog, but not served.
+    with SimServer(SimConfig(models=PROFILES, time_scale=0, known_models_only=True)) as strict:
+        refusing = _services(
+            svc,
+            tmp_path / "strict.yaml",
+            f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{strict.base_url}'}}\n",
+        )
+        experiment = core.create_experiment(refusing, body("gpt-4o", 1000, 1.0))
+        sent = [c for c in strict.calls if c.model == "gpt-4o"]
+    missing = "The model `gpt-4o` does not exist or you do not have access to it."
+    assert experiment.status == "failed"
+    assert experiment.status_reason == f"the candidate's provider refused the first 20 calls: 404 {missing}"
+    assert 20 <= len(sent) <= 32 and {c.status_code for c in sent} == {404}  # the probe, not a thousand calls
+    assert experiment.progress.done == len(sent) and experiment.spend_usd == 0
+    rows, _ = core.experiment_results(refusing, experiment.id, candidate_status="error", limit=100)
+    assert len(rows) == len(sent)
+    assert {(r["candidate_status_code"], r["candidate_error_message"], r["error_type"]) for r in rows} == {
+        (404, missing, "invalid_request")
+    }
+
+
+def test_retryable_errors_do_not_stop_a_run_however_many(svc: core.Services) -> None:
+    flaky = "gpt-4.1-nano"  # 35% of attempts fail (429, 500, 504, malformed): retried, never a refusal
+    experiment = core.create_experiment(svc, body(flaky, 60, 1.0))
+    assert experiment.status == "completed" and experiment.progress.done == 60
+
+
+def test_a_credential_can_count_the_cost_the_endpoint_reports(
+    svc: core.Services, sim: SimServer, tmp_path: Path
+) -> None:
+    proxied = _services(
+        svc,
+        tmp_path / "proxy.yaml",
+        f"credentials:\n  pc_openai_default: {{vendor: openai, base_url: '{sim.base_url}'}}\n"
+        f"  pc_proxy: {{vendor: openai, base_url: '{sim.base_url}', cost_source: provider}}\n",
+    )
+    spec = body("gpt-4.1", 200, 1.0)
+    spec["candidateConfig"]["provider_credential_id"] = "pc_proxy"
+    experiment = core.create_experiment(proxied, spec)
+    assert experiment.status == "completed", experiment.status_reason
+    pairs = PairStore(svc.settings.home, experiment.id).frame().filter(pl.col("candidate_status") == "ok")
+    price = svc.catalog.models["gpt-4.1"]
+    catalog = (
+        pairs["candidate_input_tokens"] * price.input_per_mtok
+        + pairs["candidate_output_tokens"] * price.output_per_mtok
+    ) / 1e6
+    reported = pairs["candidate_reported_cost_usd"]
+    unreported = reported.null_count()
+    assert 0 < unreported < pairs.height  # the proxy left some out
+    assert np.allclose(pairs["candidate_cost_usd"].to_numpy(), reported.fill_null(catalog).to_numpy())
+    assert experiment.spend_usd == pytest.approx(
+        PairStore(svc.settings.home, experiment.id).frame()["candidate_cost_usd"].sum()
+    )
+    assert any(f"{unreported:,} of {pairs.height:,} answered calls reported none" in n for n in experiment.notes)
+
+    # The default credential counts the catalog's price, and keeps the reported cost beside it.
+    plain = core.create_experiment(proxied, body("gpt-4.1", 200, 1.0))
+    plain_pairs = PairStore(svc.settings.home, plain.id).frame().filter(pl.col("candidate_status") == "ok")
+    assert plain_pairs["candidate_reported_cost_usd"].null_count() < plain_pairs.height
+    expected = (
+        plain_pairs["candidate_input_tokens"] * price.input_per_mtok
+        + plain_pairs["candidate_output_tokens"] * price.output_per_mtok
+    ) / 1e6
+    assert np.allclose(plain_pairs["candidate_cost_usd"].to_numpy(), expected.to_numpy())
+    assert not any("cost_source" in n for n in plain.notes)
+
+
+def test_a_vendor_default_without_its_key_is_refused_at_admission(
+    svc: core.Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.errors import ConfigError
+
+    shipped = core.open_services(svc.settings, logs=svc.logs_root, credentials=REPO / "configs" / "credentials.yaml")
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    spec = body("gemini-2.5-flash", 10, 1.0)
+    del spec["candidateConfig"]["provider_credential_id"]  # the vendor's default: pc_google_default
+    with pytest.raises(ConfigError, match=r"pc_google_default.*\$GEMINI_API_KEY, which is not set") as caught:
+        core.create_experiment(shipped, spec)
+    assert caught.value.param == "provider_credential_id"
+    assert core.list_experiments(shipped)[0] == []

@@ -17,7 +17,7 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from engine.errors import ConfigError
-from engine.providers._base import PAIR_HEADER
+from engine.providers._base import PAIR_HEADER, REPORTED_COST_HEADER
 from engine.providers._sim import (
     DEFAULT_SIM_CONFIG,
     MESSAGE_OVERHEAD_TOKENS,
@@ -195,6 +195,41 @@ def test_malformed_body_fails_to_decode(server: SimServer) -> None:
         asyncio.run(ask(server.base_url, "garbled", messages(synthetic_keys(1)[0])))
     assert server.calls[-1].outcome == "malformed"
     assert server.calls[-1].status_code == 200
+
+
+def test_an_unlisted_model_is_a_404_when_only_known_models_are_served() -> None:
+    config = SimConfig(models={"close": SimProfile()}, time_scale=0, known_models_only=True)
+    with SimServer(config) as strict:
+        with pytest.raises(openai.NotFoundError) as caught:
+            asyncio.run(ask(strict.base_url, "gpt-9", messages(synthetic_keys(1)[0])))
+        assert asyncio.run(ask(strict.base_url, "close", messages(synthetic_keys(1)[0]))).choices
+        calls = strict.calls
+    assert caught.value.status_code == 404 and caught.value.code == "model_not_found"
+    assert caught.value.message.endswith("The model `gpt-9` does not exist or you do not have access to it.")
+    assert [(c.model, c.outcome, c.status_code) for c in calls] == [("gpt-9", "not_found", 404), ("close", "ok", 200)]
+
+
+def test_a_profile_can_report_each_answers_cost_like_a_litellm_proxy() -> None:
+    priced = SimProfile(reported_cost_per_mtok=2.0, reported_cost_missing=0.25)
+    config = SimConfig(models={"priced": priced, "close": SimProfile()}, time_scale=0)
+
+    async def costs(base_url: str, model: str) -> list[tuple[str | None, int]]:
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="sim", max_retries=0) as client:
+            found = []
+            for key in synthetic_keys(80):
+                raw = await client.chat.completions.with_raw_response.create(model=model, messages=messages(key))
+                usage = raw.parse().usage
+                assert usage is not None
+                found.append((raw.headers.get(REPORTED_COST_HEADER), usage.total_tokens))
+            return found
+
+    with SimServer(config) as sim:
+        priced_costs = asyncio.run(costs(sim.base_url, "priced"))
+        plain_costs = asyncio.run(costs(sim.base_url, "close"))
+    reported = [(float(h), tokens) for h, tokens in priced_costs if h is not None]
+    assert 40 <= len(reported) < 80  # about a quarter left out
+    assert all(cost == pytest.approx(tokens * 2.0 / 1e6) for cost, tokens in reported)
+    assert all(h is None for h, _ in plain_costs)
 
 
 def test_timeout_outcome_ends_in_a_504_when_the_client_outlasts_the_hang(server: SimServer) -> None:
