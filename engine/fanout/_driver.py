@@ -99,9 +99,11 @@ def fan_out(
                 answered = any(o.result is not None and o.result.status == "ok" for o in sent)
                 probing = probing and not answered and started < opts.probe_calls
                 not_started += len(outcomes) - len(sent)
+                # Every sent call is reported, whatever stops the run: its money is spent.
+                reason = on_outcomes(sent) if sent else None
                 if len(sent) < len(outcomes) and stop is None:
                     cap_reached, stop = True, "cap"
-                stop = stop or (on_outcomes(sent) if sent else None)
+                stop = stop or reason
             if not done and stop is None:
                 stop = on_outcomes([])
             if stop is not None and batches:

@@ -124,9 +124,10 @@ def test_errors_are_retried_recorded_and_unscored(svc: core.Services, sim: SimSe
     assert len(scored) == 200 - errors.height
 
 
-def test_the_cap_stops_the_run_before_it_is_passed(svc: core.Services) -> None:
+def test_the_cap_stops_the_run_before_it_is_passed(svc: core.Services, sim: SimServer) -> None:
     # 200 pairs cost about $0.0097: over the cap, but not by the 1.5x that would auto-cancel early.
     cap = 0.0075
+    first = len(sim.calls)
     experiment = core.create_experiment(svc, body("gpt-4o-mini", 200, cap))
     assert experiment.status == "cancelled"
     reason = experiment.status_reason or ""
@@ -135,6 +136,8 @@ def test_the_cap_stops_the_run_before_it_is_passed(svc: core.Services) -> None:
     assert 0 < pairs.height < 200
     assert experiment.spend_usd == pytest.approx(pairs["candidate_cost_usd"].sum())
     assert experiment.spend_usd <= cap  # reservations cover max_tokens, so no call can overshoot
+    # Every call the provider answered is recorded, those of the batch that met the cap too.
+    assert {c.pair_id for c in sim.calls[first:]} == set(pairs["request_id"].to_list())
 
 
 def test_auto_cancel_on_projected_overrun(svc: core.Services) -> None:
