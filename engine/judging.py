@@ -25,6 +25,7 @@ from engine.runs import (
     call_and_record,
     check_spend_cap,
     endpoint,
+    estimate_error,
     final_status,
     interrupted_note,
     reported_cost_note,
@@ -323,7 +324,9 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
         calls.append([interrupted_call(key, usd) for key, usd in sorted(interrupted.items())])
         notes.append(interrupted_note(interrupted, "judge calls"))
     done_calls = calls.done_ids()
-    jobs, orientation = _jobs(planned, spec, credential_id, price, done_calls)
+    every_job, orientation = _jobs(planned, spec, credential_id, price, set())
+    reserved = {j.call.pair_id: j.estimate_usd for j in every_job}
+    jobs = [j for j in every_job if j.call.pair_id not in done_calls]
     spent_before = float(calls.frame().get_column("cost_usd").sum() or 0.0)
     total = len(jobs) + len(done_calls)
     running = run.model_copy(
@@ -375,6 +378,13 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
     )
     calls.dir.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(rows, schema=VERDICT_SCHEMA).write_parquet(calls.dir / "verdicts.parquet")
+    answered = made.filter(pl.col("status") == "ok")
+    error = estimate_error(
+        spent,
+        planned.estimated_cost_usd,
+        answered.get_column("cost_usd").to_numpy(),
+        answered.get_column("call_id").replace_strict(reserved, default=0.0, return_dtype=pl.Float64).to_numpy(),
+    )
     finished = running.model_copy(
         update={
             "status": status,
@@ -382,6 +392,8 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
             "spend_usd": spent,
             "progress": Progress(done=len(made), total=total),
             "summary": judge.summarize(rows, spent, both_orders=spec.order == "both"),
+            # Only a finished run's spend is comparable with the estimate of all its calls.
+            "estimate_error": error if status == "completed" else None,
             "notes": notes,
             "completed_at": utcnow(),
         }

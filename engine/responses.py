@@ -34,6 +34,7 @@ from engine.runs import (
     call_and_record,
     check_spend_cap,
     endpoint,
+    estimate_error,
     final_status,
     interrupted_note,
     reported_cost_note,
@@ -42,6 +43,7 @@ from engine.runs import (
 )
 from engine.schema import (
     Deltas,
+    EstimateError,
     Experiment,
     ExperimentCreate,
     Preflight,
@@ -57,6 +59,13 @@ from engine.store import Store, utcnow
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 #: Characters per token, for estimating embedding tokens from text length.
 CHARS_PER_TOKEN = 4.0
+#: A pair whose provider-reported prompt tokens are more than this many times off its logged input tokens
+#: (either way) has suspicious usage.
+USAGE_MISMATCH_FACTOR = 2.0
+#: The share of answered pairs with suspicious usage above which the run carries a note.
+USAGE_MISMATCH_SHARE = 0.5
+#: How the suspicious-usage note begins, so faces can show it as a warning.
+USAGE_NOTE_PREFIX = "Suspicious usage:"
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,11 @@ class Plan:
     def effective(self) -> int:
         """Pairs the run will make."""
         return self.sample.height
+
+    @property
+    def estimated_cost_usd(self) -> float:
+        """Every pair at the per-call estimate, plus the embeddings (the preflight's estimate)."""
+        return self.per_call_estimate_usd * self.effective + self.embedding_cost_usd
 
 
 def validate(spec: ExperimentCreate, project: Project, settings: Settings) -> None:
@@ -221,7 +235,7 @@ def _mean(series: pl.Series) -> float:
 def preflight(spec: ExperimentCreate, project: Project, *, store: Store, catalog: Catalog, logs_root: str) -> Preflight:
     """Price a with-responses run before it is created (DESIGN §6 formulas)."""
     planned = plan(spec, store=store, catalog=catalog, logs_root=logs_root)
-    estimated = planned.per_call_estimate_usd * planned.effective + planned.embedding_cost_usd
+    estimated = planned.estimated_cost_usd
     cap = project.experiment_spend_cap_usd
     return Preflight(
         estimate=PreflightEstimate(
@@ -371,6 +385,31 @@ def summaries(pairs: pl.DataFrame, sample: pl.DataFrame, notes: list[str]) -> tu
     return baseline, candidate, deltas(baseline, candidate, notes)
 
 
+def usage_mismatch_note(candidate_input_tokens: np.ndarray, logged_input_tokens: np.ndarray) -> str | None:
+    """The suspicious-usage note, when most answered pairs' prompt tokens are far off their logged input tokens.
+
+    The arrays are aligned, one entry per answered pair: the provider's reported prompt tokens and the
+    log's ``input_tokens``. A pair is off when the ratio (candidate ÷ logged) is above
+    ``USAGE_MISMATCH_FACTOR`` or below its inverse; pairs logged with no input tokens are left out.
+    Returns ``None`` unless more than ``USAGE_MISMATCH_SHARE`` of the pairs are off.
+    """
+    candidate = np.asarray(candidate_input_tokens, dtype=float)
+    logged = np.asarray(logged_input_tokens, dtype=float)
+    known = logged > 0
+    ratio = candidate[known] / logged[known]
+    if ratio.size == 0:
+        return None
+    off = int(np.count_nonzero((ratio > USAGE_MISMATCH_FACTOR) | (ratio < 1 / USAGE_MISMATCH_FACTOR)))
+    if off <= USAGE_MISMATCH_SHARE * ratio.size:
+        return None
+    return (
+        f"{USAGE_NOTE_PREFIX} on {off:,} of {ratio.size:,} answered pairs the provider's reported prompt tokens "
+        f"differ from the logged input tokens by more than {USAGE_MISMATCH_FACTOR:g}x (median ratio "
+        f"{float(np.median(ratio)):.2f}, candidate ÷ logged): the provider's usage or its tokenizer differs from "
+        "the logs', and the candidate's cost and the cost delta rest on that usage."
+    )
+
+
 def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None) -> Experiment:
     """Run (or resume) a with-responses experiment to its end and store the outcome."""
     spec = spec_of(experiment)
@@ -389,9 +428,10 @@ def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None
     spent_before = float(recorded.get_column("candidate_cost_usd").sum() or 0.0)
     models = sorted(set(planned.sample.get_column("route_model").to_list()))
     credential_of, endpoints = endpoints_for(spec, models, ctx.catalog, ctx.credentials)
-    jobs = list(
-        build_jobs(planned.sample, ctx.catalog, credential_of, set(recorded.get_column("request_id").to_list()))
-    )
+    every_job = list(build_jobs(planned.sample, ctx.catalog, credential_of, set()))
+    reserved = {j.call.pair_id: j.estimate_usd for j in every_job}
+    done_ids = set(recorded.get_column("request_id").to_list())
+    jobs = [j for j in every_job if j.call.pair_id not in done_ids]
     total = planned.effective
     running = experiment.model_copy(
         update={
@@ -427,7 +467,32 @@ def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None
         ctx=ctx,
     )
     reported = {m for m, c in credential_of.items() if endpoints[c].cost_source == "provider"}
-    return _finish(running, planned, results, watch, report, spec, ctx, reported)
+    return _finish(running, planned, results, watch, report, spec, ctx, reported, reserved)
+
+
+def _calibration(
+    answered: pl.DataFrame, sample: pl.DataFrame, reserved: dict[str, float], spent: float, estimated: float
+) -> tuple[str | None, EstimateError]:
+    """The suspicious-usage note (if any) and the estimate error, over the pairs the candidate answered."""
+    reservations = pl.DataFrame(
+        {"request_id": list(reserved), "reserved_usd": list(reserved.values())},
+        schema={"request_id": pl.String, "reserved_usd": pl.Float64},
+    )
+    ok = (
+        answered.filter(pl.col("candidate_status") == "ok")
+        .join(sample.select("request_id", "input_tokens"), on="request_id")
+        .join(reservations, on="request_id", how="left")
+    )
+    note = usage_mismatch_note(
+        ok.get_column("candidate_input_tokens").fill_null(0).to_numpy(), ok.get_column("input_tokens").to_numpy()
+    )
+    error = estimate_error(
+        spent,
+        estimated,
+        ok.get_column("candidate_cost_usd").to_numpy(),
+        ok.get_column("reserved_usd").fill_null(0.0).to_numpy(),
+    )
+    return note, error
 
 
 def _finish(
@@ -439,6 +504,7 @@ def _finish(
     spec: ExperimentCreate,
     ctx: RunContext,
     reported_models: set[str],
+    reserved: dict[str, float],
 ) -> Experiment:
     pairs = results.frame()
     notes = list(running.notes)
@@ -491,6 +557,9 @@ def _finish(
     change: Deltas | None = None
     # Interrupted calls count in the spend, but their answers are unknown: the comparison leaves them out.
     answered = pairs.filter(pl.col("error_type").ne_missing(INTERRUPTED))
+    usage_note, error = _calibration(answered, planned.sample, reserved, spent, planned.estimated_cost_usd)
+    if usage_note is not None:
+        notes.append(usage_note)
     if answered.height:
         baseline, candidate, change = summaries(answered, planned.sample, notes)
     finished = running.model_copy(
@@ -505,6 +574,8 @@ def _finish(
             "notes": notes,
             "embedding_model": embedder.name,
             "similarity_summary": hist.summary(),
+            # Only a finished run's spend is comparable with the estimate of all its pairs.
+            "estimate_error": error if status == "completed" else None,
             "completed_at": utcnow(),
         }
     )

@@ -14,10 +14,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from engine.credentials import Credentials
 from engine.errors import ConfigError
 from engine.pricing import Catalog
 from engine.results import ResultFiles
+from engine.schema import EstimateError
 from engine.settings import Settings
 from engine.store import Store
 
@@ -258,6 +261,27 @@ def reported_cost_note(answered: int, unreported: int) -> str:
     return (
         f"Costs are what the endpoint reported (cost_source: provider): {unreported:,} of {answered:,} answered "
         "calls reported none (no x-litellm-response-cost header) and count at the catalog price."
+    )
+
+
+def estimate_error(
+    spent_usd: float, estimated_usd: float, call_costs: np.ndarray, call_estimates: np.ndarray
+) -> EstimateError:
+    """Actual ÷ estimated spend of a run, and the p50/p90 of actual ÷ estimate over its answered calls.
+
+    ``call_costs`` and ``call_estimates`` are aligned, one entry per answered call; calls estimated at
+    nothing are left out of the percentiles (their ratio is undefined).
+    """
+    costs = np.asarray(call_costs, dtype=float)
+    estimates = np.asarray(call_estimates, dtype=float)
+    priced = estimates > 0
+    ratios = costs[priced] / estimates[priced]
+    p50, p90 = np.percentile(ratios, [50, 90]) if ratios.size else (None, None)
+    return EstimateError(
+        overall=spent_usd / estimated_usd if estimated_usd > 0 else None,
+        per_call_p50=None if p50 is None else float(p50),
+        per_call_p90=None if p90 is None else float(p90),
+        calls=int(ratios.size),
     )
 
 

@@ -261,6 +261,20 @@ class ExperimentPricing(BaseModel):
     )
 
 
+class EstimateError(BaseModel):
+    """How far a paid run's estimate was from what it spent: actual ÷ estimated (1 = exact, 0.5 = half)."""
+
+    overall: float | None = Field(
+        description="The run's spend ÷ its preflight's estimatedCostUsd (null when the estimate was 0)."
+    )
+    per_call_p50: float | None = Field(
+        description="Median over answered calls of each call's cost ÷ the reservation it was admitted with "
+        "(null when no call was answered)."
+    )
+    per_call_p90: float | None = Field(description="The 90th percentile of the same per-call ratio.")
+    calls: int = Field(description="Answered calls behind the per-call percentiles.")
+
+
 class Experiment(BaseModel):
     """An experiment as every face returns it."""
 
@@ -286,6 +300,9 @@ class Experiment(BaseModel):
     deltas: Deltas | None = None
     notes: list[str] = Field(default_factory=list)
     similarity_summary: SimilaritySummary | None = None
+    estimate_error: EstimateError | None = Field(
+        None, description="Completed with-responses runs: actual ÷ estimated spend, overall and per call."
+    )
     embedding_model: str | None = None
     pricing: ExperimentPricing | None = Field(None, description="The list prices it used (source, version, date).")
     promoted_version: int | None = None
@@ -399,6 +416,9 @@ class JudgeRun(BaseModel):
     spend_usd: float = 0.0
     progress: Progress = Field(default_factory=Progress)
     summary: dict[str, Any] | None = None
+    estimate_error: EstimateError | None = Field(
+        None, description="Completed runs: actual ÷ estimated spend, overall and per judge call."
+    )
     notes: list[str] = Field(default_factory=list)
     flow_run_id: str | None = Field(None, description="The Prefect flow run executing it (served runs only).")
     created_at: dt.datetime

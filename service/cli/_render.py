@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.schema import Experiment, JudgePreflight, JudgeRun, Preflight, Summary
+from engine.schema import EstimateError, Experiment, JudgePreflight, JudgeRun, Preflight, Summary
 from engine.similarity import Histogram
 
 
@@ -51,6 +51,8 @@ def comparison(experiment: Experiment) -> Group:
         )
         if experiment.similarity_summary is not None:
             parts.append(Text(experiment.similarity_summary.headline, style="bold cyan"))
+        if experiment.estimate_error is not None:
+            parts.append(Text(estimate_error_line(experiment.estimate_error)))
     if base is None or cand is None or d is None:
         return Group(*parts)
     table = Table(title="Baseline vs candidate", title_justify="left")
@@ -77,6 +79,19 @@ def comparison(experiment: Experiment) -> Group:
     if experiment.notes:
         parts.append(Text("Notes:\n" + "\n".join(f"  • {n}" for n in experiment.notes), style="dim"))
     return Group(*parts)
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def estimate_error_line(error: EstimateError) -> str:
+    """How good the run's estimate was: actual ÷ estimated spend, overall and per call."""
+    return (
+        f"Estimate error (actual ÷ estimated): {_ratio(error.overall)} overall; per call p50 "
+        f"{_ratio(error.per_call_p50)}, p90 {_ratio(error.per_call_p90)} of its reservation "
+        f"({error.calls:,} answered calls)"
+    )
 
 
 def pricing_line(experiment: Experiment) -> str:
@@ -227,6 +242,8 @@ def judge_run_view(run: JudgeRun) -> Group:
     ]
     if run.status_reason:
         parts.append(Text(run.status_reason, style="yellow"))
+    if run.estimate_error is not None:
+        parts.append(Text(estimate_error_line(run.estimate_error)))
     summary = run.summary
     if summary:
         table = Table(

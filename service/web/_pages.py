@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from engine.errors import ConfigError, NotFound, RehearsalError
+from engine.responses import USAGE_NOTE_PREFIX
 from engine.schema import Experiment, JudgeRun
 from engine.store import utcnow
 from service import core, schedules
@@ -301,6 +302,9 @@ def experiment_page(
         flash=flash,
         experiment=experiment,
         active=active,
+        # The suspicious-usage note is a warning over the deltas, not one note among the others.
+        usage_warnings=[n for n in experiment.notes if n.startswith(USAGE_NOTE_PREFIX)],
+        notes=[n for n in experiment.notes if not n.startswith(USAGE_NOTE_PREFIX)],
         similarity=similarity,
         threshold=threshold,
         judge_runs=judge_runs,

@@ -94,8 +94,15 @@ def test_preflight_in_the_guides_shape(setup: tuple[core.Services, str]) -> None
 
 def test_a_run_summarises_verdicts_with_intervals(setup: tuple[core.Services, str]) -> None:
     svc, experiment_id = setup
+    estimate = core.preflight_judge(svc, experiment_id, judge_body())
     run = core.create_judge_run(svc, experiment_id, judge_body())
     assert run.status == "completed", run.status_reason
+    # The run measures itself against its preflight, and each call against the reservation it was sent with.
+    error = run.estimate_error
+    assert error is not None and error.calls == 120
+    assert error.overall == pytest.approx(run.spend_usd / estimate.estimated_cost_usd)
+    assert error.per_call_p50 is not None and error.per_call_p90 is not None
+    assert 0 < error.per_call_p50 <= error.per_call_p90 <= 1
     s = run.summary
     assert s is not None and s["judged_count"] == 120 and s["parse_errors"] == 0
     assert sum(s["verdict_breakdown"].values()) == pytest.approx(1.0)

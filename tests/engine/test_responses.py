@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -156,3 +157,25 @@ def test_stratified_sample_is_proportional_by_baseline_model() -> None:
     counts = dict(sample.group_by("model").len().iter_rows())
     assert counts == {"a": 71, "b": 20, "c": 10}  # 70.7, 20.2, 10.1: the largest remainder gets the extra pair
     assert sample.height == 101
+
+
+def test_usage_far_off_the_logs_on_most_pairs_makes_a_note() -> None:
+    logged = np.array([1000, 1000, 1000, 1000, 0])
+    # Three of four pairs report under half the logged prompt (the last, logged at 0, is left out).
+    note = responses.usage_mismatch_note(np.array([10, 20, 400, 900, 50]), logged)
+    assert note is not None and note.startswith(responses.USAGE_NOTE_PREFIX)
+    assert "on 3 of 4 answered pairs" in note and "median ratio 0.21" in note and "cost delta rest" in note
+    # Too verbose a tokenizer counts too: 2.5x on three of four.
+    assert responses.usage_mismatch_note(np.array([2500, 2500, 2500, 1000]), logged[:4]) is not None
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        [1000, 1900, 600, 1100],  # all within 2x either way
+        [10, 20, 1000, 1000],  # exactly half off: not most
+    ],
+)
+def test_usage_close_to_the_logs_or_off_on_few_pairs_makes_none(candidate: list[int]) -> None:
+    assert responses.usage_mismatch_note(np.array(candidate), np.array([1000] * 4)) is None
+    assert responses.usage_mismatch_note(np.array([], dtype=int), np.array([], dtype=int)) is None

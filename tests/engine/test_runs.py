@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from engine.fanout import FanoutReport
 from engine.providers import ChatResult
-from engine.runs import REFUSAL_PROBE, RefusalWatch, RunWatch, final_status, refusal_of
+from engine.runs import REFUSAL_PROBE, RefusalWatch, RunWatch, estimate_error, final_status, refusal_of
 
 MISSING = "The model `gpt-9` does not exist or you do not have access to it."
 
@@ -76,3 +77,18 @@ def test_a_refused_run_fails_like_a_timed_out_one(stop: str, status: str) -> Non
     watch.stop(stop, "why")
     report = FanoutReport(stop, False, 0.0, 32, 968)
     assert final_status(report, watch, "cap", cancelled_meanwhile=False) == (status, "why")
+
+
+def test_estimate_error_is_actual_over_estimate_overall_and_per_call() -> None:
+    costs = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.0])
+    estimates = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0])  # the last was estimated at nothing: left out
+    error = estimate_error(1.5, 3.0, costs, estimates)
+    assert error.overall == pytest.approx(0.5)
+    assert error.per_call_p50 == pytest.approx(0.3)
+    assert error.per_call_p90 == pytest.approx(0.46)
+    assert error.calls == 5
+
+
+def test_estimate_error_without_an_estimate_or_answered_calls_is_null() -> None:
+    error = estimate_error(0.2, 0.0, np.array([]), np.array([]))
+    assert error.overall is None and error.per_call_p50 is None and error.per_call_p90 is None and error.calls == 0

@@ -12,9 +12,11 @@ import polars as pl
 import pytest
 import ray
 
+from engine import responses
 from engine.fanout import ensure_ray
 from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer
 from engine.results import PairStore
+from engine.schema import Experiment
 from engine.settings import Settings
 from service import core
 from tests.conftest import REPO, STORE_END
@@ -104,6 +106,34 @@ def test_a_clean_run_scores_every_pair(svc: core.Services, sim: SimServer) -> No
     assert all(n == 1 for n in calls.values())
 
 
+def test_a_run_records_its_estimate_error_and_flags_usage_far_off_the_logs(svc: core.Services, log_store: Path) -> None:
+    spec = body("gpt-4o-mini", 80, 1.0)
+    estimate = core.preflight_experiment(svc, spec).estimate
+    experiment = core.create_experiment(svc, spec)
+    assert experiment.status == "completed", experiment.status_reason
+    pairs = PairStore(svc.settings.home, experiment.id).frame()
+    error = experiment.estimate_error
+    assert error is not None and error.calls == pairs.filter(pl.col("candidate_status") == "ok").height == 80
+    assert error.overall == pytest.approx(experiment.spend_usd / estimate.estimated_cost_usd)
+    # Reservations are generous (a long answer at the logged prompt): every call costs well under its own.
+    assert error.per_call_p50 is not None and error.per_call_p90 is not None
+    assert 0 < error.per_call_p50 <= error.per_call_p90 < 1
+    assert core.get_experiment(svc, experiment.id).estimate_error == error  # stored, so REST and MCP show it
+    stored_before = experiment.model_dump(mode="json")
+    del stored_before["estimate_error"]  # an experiment stored before the field existed still loads
+    assert Experiment.model_validate(stored_before).estimate_error is None
+
+    # The simulator counts the prompt's own text (four characters a token), while the synthetic logs draw
+    # input_tokens around 770: its usage is far off the logs on nearly every pair, and the run says so.
+    logged = pl.read_parquet(log_store / "project_id=demo" / "**" / "*.parquet").select("request_id", "input_tokens")
+    joined = pairs.join(logged, on="request_id")
+    ratio = (joined["candidate_input_tokens"] / joined["input_tokens"]).to_numpy()
+    (note,) = [n for n in experiment.notes if n.startswith(responses.USAGE_NOTE_PREFIX)]
+    off = int(((ratio > 2) | (ratio < 0.5)).sum())
+    assert off > 40
+    assert f"on {off:,} of 80 answered pairs" in note and f"median ratio {np.median(ratio):.2f}" in note
+
+
 def test_errors_are_retried_recorded_and_unscored(svc: core.Services, sim: SimServer) -> None:
     experiment = core.create_experiment(svc, body("gpt-4.1-nano", 200, 1.0))
     assert experiment.status == "completed", experiment.status_reason
@@ -136,6 +166,7 @@ def test_the_cap_stops_the_run_before_it_is_passed(svc: core.Services, sim: SimS
     assert 0 < pairs.height < 200
     assert experiment.spend_usd == pytest.approx(pairs["candidate_cost_usd"].sum())
     assert experiment.spend_usd <= cap  # reservations cover max_tokens, so no call can overshoot
+    assert experiment.estimate_error is None  # a run stopped early is not measured against its full estimate
     # Every call the provider answered is recorded, those of the batch that met the cap too.
     assert {c.pair_id for c in sim.calls[first:]} == set(pairs["request_id"].to_list())
 

@@ -64,6 +64,8 @@ def test_preflight_run_results_histogram(env: dict[str, str], tmp_path: Path) ->
     assert "baseline" in shown and "candidate" in shown
     bars = cli(env, "experiment", "histogram", experiment["id"]).stdout
     assert "█" in bars and "scored" in bars
+    shown = cli(env, "experiment", "show", experiment["id"]).stdout
+    assert "Estimate error (actual ÷ estimated):" in shown and "Suspicious usage:" in shown
 
 
 def test_bad_with_responses_input_exits_2(env: dict[str, str], tmp_path: Path) -> None:
@@ -149,7 +151,8 @@ def test_judge_commands(env: dict[str, str], tmp_path: Path) -> None:
     )
     assert "position_flip_rate" in judged["summary"]
     assert json.loads(cli(env, "judge", "show", judged["id"], "--json").stdout)["id"] == judged["id"]
-    assert "95% CI" in cli(env, "judge", "show", judged["id"]).stdout
+    judge_shown = cli(env, "judge", "show", judged["id"]).stdout
+    assert "95% CI" in judge_shown and "Estimate error (actual ÷ estimated):" in judge_shown
     rows = json.loads(cli(env, "judge", "results", judged["id"], "--bucket", "high", "--json").stdout)
     assert all(r["bucket"] == "high" for r in rows)
     listed = json.loads(cli(env, "judge", "list", experiment["id"], "--json").stdout)

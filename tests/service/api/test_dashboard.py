@@ -182,6 +182,22 @@ def test_pages_carry_a_strict_content_security_policy_and_are_not_cached(
     assert web.get("/static/dashboard.css").status_code == 200 and web.get("/static/dashboard.js").status_code == 200
 
 
+def test_usage_far_off_the_logs_is_a_warning_over_the_deltas(
+    web: TestClient, served: Served, finished_with_responses: dict[str, Any]
+) -> None:
+    # The simulator's prompt tokens are its own count of the text, far under the synthetic logs' input_tokens.
+    (note,) = [n for n in finished_with_responses["notes"] if n.startswith("Suspicious usage:")]
+    answer = web.get(f"/experiments/{finished_with_responses['id']}", headers=sign_in(served).cookie)
+    assert answer.status_code == 200
+    page = answer.text
+    assert page.count("Suspicious usage:") == 1  # a warning, not repeated among the notes
+    warning = page.index('<p class="alert warn usage-warning">Suspicious usage:')
+    assert warning < page.index('id="deltas"')
+    assert "on the provider's usage (see warning)" in page
+    assert finished_with_responses["estimate_error"]["calls"] > 0  # REST carries the estimate error too
+    assert note
+
+
 def test_sign_out_ends_the_session_so_a_replayed_cookie_is_dead(web: TestClient, served: Served) -> None:
     mine, other = sign_in(served), sign_in(served)
     assert web.get("/", headers=mine.cookie).status_code == 200
