@@ -42,7 +42,7 @@ from tests.service.api.conftest import PROJECT, Served, body_routing_only
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 #: Per operation and generation mode: the ~46 operations fuzz in about 30 s on 2 cores (more for a longer pass).
-MAX_EXAMPLES = int(os.environ.get("REHEARSAL_FUZZ_EXAMPLES", "25"))
+MAX_EXAMPLES = int(os.environ.get("REHEARSAL_FUZZ_EXAMPLES", "15"))
 #: Path parameters swapped for real objects, on these methods only.
 READ_ONLY = {"GET"}
 READ_ONLY_POSTS = ("/preflight",)
