@@ -34,7 +34,8 @@ Run from the repository root::
     .venv/bin/python benchmarks/replay_bench.py --rows 600000 --repeat 3
 
 Targets (informational; the script always exits 0): the end-to-end replay takes
-at most 1.5x the floor, and ``single`` is no slower than DuckDB.
+at most 1.5x the floor, ``single`` is no slower than DuckDB, and the replay with
+its 90% intervals takes at most 1.3x the point replay alone.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ COST_MODELS = ["gpt-4o-mini", "gpt-4.1-mini", "claude-3-5-haiku", "gemini-2.5-fl
 #: Replay time over the floor's, and over DuckDB's, that the targets allow.
 FLOOR_TARGET = 1.5
 DUCKDB_TARGET = 1.0
+#: The 90% intervals (bootstrap over rows and multipliers) cost at most this much over the point replay.
+INTERVAL_TARGET = 1.3
 REL_TOL = 1e-6
 
 err = Console(stderr=True)
@@ -404,6 +407,12 @@ def targets_table(by_name: dict[str, Measured]) -> Table:
         ("replay single / floor", by_name["replay single"].median_ms / floor_ms, FLOOR_TARGET),
         ("replay cost_optimized / floor", by_name["replay cost_optimized"].median_ms / floor_ms, FLOOR_TARGET),
         ("replay single / duckdb single", by_name["replay single"].median_ms / duck_ms, DUCKDB_TARGET),
+        (
+            "replay() with intervals / point alone",
+            by_name["  replay() cost_optimized"].median_ms
+            / by_name["  replay() cost_optimized, no intervals"].median_ms,
+            INTERVAL_TARGET,
+        ),
     ]
     for label, ratio, limit in checks:
         verdict = "[green]PASS[/green]" if ratio <= limit else "[red]MISS[/red]"
@@ -468,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
             "  replay() cost_optimized",
             "breakdown: in memory",
             lambda: replay(frame, cost_optimized, catalog),
+            args.repeat,
+        ),
+        measure(
+            "  replay() cost_optimized, no intervals",
+            "breakdown: the point alone",
+            lambda: replay(frame, cost_optimized, catalog, intervals=False),
             args.repeat,
         ),
     ]

@@ -3,15 +3,17 @@
 Pure: every function here reads models already in memory and returns new ones;
 storing verdicts, raising signals and sending webhooks belong to the shells.
 
-* **Catalog**: ``METRICS`` maps each of the 15 metric names to a ``Metric``
+* **Catalog**: ``METRICS`` maps each of the 25 metric names (the guide's 15 and the lower and upper
+  ends of the five deltas' 90% intervals) to a ``Metric``
   (a one-line description, whether it is in percent, and the function that
   observes it on an experiment, its chained judge run and its per-pair
   similarities). A metric the run did not produce observes ``None``:
   similarity metrics on routing-only runs, judge metrics without a judge run
   (or with nothing judged), a relative change whose baseline is 0.
 * **Verdict**: ``evaluate`` checks each predicate (``pass`` / ``fail`` /
-  ``unavailable``), combines them by ``logic`` and, for a failing run, grades
-  the severity.
+  ``unavailable``, or ``inconclusive`` when it asks for that and the metric's
+  interval holds its bound), combines them by ``logic`` and, for a failing run,
+  grades the severity.
 * **Breaches**: ``breaches`` turns a run's verdict and the previous run's
   per-metric state into the ``regression_detected`` events to send (once per
   breach per metric) and the state to keep for the next run.
@@ -32,7 +34,7 @@ import numpy as np
 from pydantic import AliasChoices, BaseModel, Field, ValidationInfo, field_validator
 
 from engine.errors import ConfigError
-from engine.schema import Body, Experiment, JudgeRun, SimilaritySummary
+from engine.schema import Body, Experiment, Interval, JudgeRun, SimilaritySummary
 from engine.similarity import DEFAULT_THRESHOLD, histogram
 
 MetricName = Literal[
@@ -51,10 +53,21 @@ MetricName = Literal[
     "judge_worse_pct",
     "judge_worse_pct_upper_ci",
     "judge_parse_error_pct",
+    "cost_delta_pct_lower",
+    "cost_delta_pct_upper",
+    "cost_delta_usd_lower",
+    "cost_delta_usd_upper",
+    "latency_p50_delta_pct_lower",
+    "latency_p50_delta_pct_upper",
+    "latency_p95_delta_pct_lower",
+    "latency_p95_delta_pct_upper",
+    "error_rate_delta_pct_lower",
+    "error_rate_delta_pct_upper",
 ]
 Op = Literal["lt", "lte", "gt", "gte", "eq", "ne"]
 Logic = Literal["and", "or"]
-PredicateStatus = Literal["pass", "fail", "unavailable"]
+Straddle = Literal["point", "inconclusive"]
+PredicateStatus = Literal["pass", "fail", "unavailable", "inconclusive"]
 VerdictName = Literal["pass", "fail", "inconclusive"]
 Severity = Literal["critical", "warn"]
 
@@ -104,6 +117,12 @@ class Predicate(Body):
         validate_default=True,
         description="Only ``similarity_pct_above_threshold`` takes params (``threshold``, default 0.85).",
     )
+    on_straddle: Straddle = Field(
+        "point",
+        description="``inconclusive``: when the run's 90% interval of the metric holds ``value``, the predicate "
+        "is inconclusive instead of judged on the point (metrics with an interval: the deltas and "
+        "candidate_error_rate_pct of routing-only runs).",
+    )
 
     @field_validator("params")
     @classmethod
@@ -139,6 +158,10 @@ class SuccessCriteria(Body):
 MetricFn = Callable[[Experiment, JudgeRun | None, np.ndarray | None, ThresholdParams | None], float | None]
 
 
+#: The 90% interval of a metric on an experiment, in the metric's unit, or ``None``.
+IntervalFn = Callable[[Experiment], Interval | None]
+
+
 @dataclass(frozen=True)
 class Metric:
     """One metric of the catalog."""
@@ -148,16 +171,29 @@ class Metric:
     percent: bool
     observe: MetricFn
     takes_threshold: bool = False
+    interval: IntervalFn | None = None
 
 
 METRICS: dict[str, Metric] = {}
 
 
+def _delta_interval(name: str) -> IntervalFn:
+    def interval(exp: Experiment) -> Interval | None:
+        return getattr(exp.deltas, f"{name}_interval") if exp.deltas else None
+
+    return interval
+
+
 def _metric(
-    name: MetricName, description: str, *, percent: bool, takes_threshold: bool = False
+    name: MetricName,
+    description: str,
+    *,
+    percent: bool,
+    takes_threshold: bool = False,
+    interval: IntervalFn | None = None,
 ) -> Callable[[MetricFn], MetricFn]:
     def register(fn: MetricFn) -> MetricFn:
-        METRICS[name] = Metric(name, description, percent, fn, takes_threshold)
+        METRICS[name] = Metric(name, description, percent, fn, takes_threshold, interval)
         return fn
 
     return register
@@ -176,6 +212,7 @@ def _sample_size(exp: Experiment, judge: JudgeRun | None, sims: np.ndarray | Non
     "cost_delta_pct",
     "Candidate minus baseline cost, % of the baseline's (0 when both are 0; unavailable when only the baseline's is).",
     percent=True,
+    interval=_delta_interval("cost_delta_pct"),
 )
 def _cost_delta_pct(
     exp: Experiment, judge: JudgeRun | None, sims: np.ndarray | None, p: ThresholdParams | None
@@ -183,21 +220,36 @@ def _cost_delta_pct(
     return exp.deltas.cost_delta_pct if exp.deltas else None
 
 
-@_metric("cost_delta_usd", "Candidate minus baseline cost over the sample, in USD.", percent=False)
+@_metric(
+    "cost_delta_usd",
+    "Candidate minus baseline cost over the sample, in USD.",
+    percent=False,
+    interval=_delta_interval("cost_delta_usd"),
+)
 def _cost_delta_usd(
     exp: Experiment, judge: JudgeRun | None, sims: np.ndarray | None, p: ThresholdParams | None
 ) -> float | None:
     return exp.deltas.cost_delta_usd if exp.deltas else None
 
 
-@_metric("latency_p50_delta_pct", "Change of the median latency, % of the baseline's.", percent=True)
+@_metric(
+    "latency_p50_delta_pct",
+    "Change of the median latency, % of the baseline's.",
+    percent=True,
+    interval=_delta_interval("latency_p50_delta_pct"),
+)
 def _latency_p50_delta_pct(
     exp: Experiment, judge: JudgeRun | None, sims: np.ndarray | None, p: ThresholdParams | None
 ) -> float | None:
     return exp.deltas.latency_p50_delta_pct if exp.deltas else None
 
 
-@_metric("latency_p95_delta_pct", "Change of the p95 latency, % of the baseline's.", percent=True)
+@_metric(
+    "latency_p95_delta_pct",
+    "Change of the p95 latency, % of the baseline's.",
+    percent=True,
+    interval=_delta_interval("latency_p95_delta_pct"),
+)
 def _latency_p95_delta_pct(
     exp: Experiment, judge: JudgeRun | None, sims: np.ndarray | None, p: ThresholdParams | None
 ) -> float | None:
@@ -209,6 +261,7 @@ def _latency_p95_delta_pct(
     "Relative change of the error rate, % of the baseline's (0 when both are 0; unavailable when only the "
     "baseline's is 0, which is always the case for with-responses runs: use candidate_error_rate_pct there).",
     percent=True,
+    interval=_delta_interval("error_rate_delta_pct"),
 )
 def _error_rate_delta_pct(
     exp: Experiment, judge: JudgeRun | None, sims: np.ndarray | None, p: ThresholdParams | None
@@ -216,7 +269,14 @@ def _error_rate_delta_pct(
     return exp.deltas.error_rate_delta_pct if exp.deltas else None
 
 
-@_metric("candidate_error_rate_pct", "Candidate error rate, % of requests.", percent=True)
+def _error_rate_interval(exp: Experiment) -> Interval | None:
+    found = exp.candidate_summary.error_rate_interval if exp.candidate_summary else None
+    return Interval(low=found.low * 100.0, high=found.high * 100.0) if found is not None else None
+
+
+@_metric(
+    "candidate_error_rate_pct", "Candidate error rate, % of requests.", percent=True, interval=_error_rate_interval
+)
 def _candidate_error_rate_pct(
     exp: Experiment, judge: JudgeRun | None, sims: np.ndarray | None, p: ThresholdParams | None
 ) -> float | None:
@@ -331,6 +391,34 @@ def _judge_parse_error_pct(
     return 100.0 * errors / total if total else None
 
 
+def _bound(name: str, end: Literal["low", "high"]) -> MetricFn:
+    def bound(
+        exp: Experiment, judge: JudgeRun | None, sims: np.ndarray | None, p: ThresholdParams | None
+    ) -> float | None:
+        interval = METRICS[name].interval
+        found = interval(exp) if interval is not None else None
+        return getattr(found, end) if found is not None else None
+
+    return bound
+
+
+for _name in (
+    "cost_delta_pct",
+    "cost_delta_usd",
+    "latency_p50_delta_pct",
+    "latency_p95_delta_pct",
+    "error_rate_delta_pct",
+):
+    _ends: tuple[tuple[Literal["low", "high"], str], ...] = (("low", "lower"), ("high", "upper"))
+    for _end, _word in _ends:
+        METRICS[f"{_name}_{_word}"] = Metric(
+            f"{_name}_{_word}",
+            f"The {_word} end of the 90% interval of {_name} (routing-only runs).",
+            METRICS[_name].percent,
+            _bound(_name, _end),
+        )
+
+
 def _as_array(similarities: Sequence[float | None] | np.ndarray | None) -> np.ndarray | None:
     return None if similarities is None else np.asarray(similarities, dtype=np.float64)
 
@@ -366,7 +454,9 @@ class PredicateResult(BaseModel):
     op: Op
     value: float
     params: ThresholdParams | None = None
+    on_straddle: Straddle = "point"
     observed: float | None = Field(description="The metric on this run; null when the run did not produce it.")
+    interval: Interval | None = Field(None, description="The metric's 90% interval on this run, where it has one.")
     status: PredicateStatus
 
 
@@ -388,9 +478,15 @@ def _compare(observed: float, value: float) -> int:
     return -1 if observed < value else 1
 
 
-def _check(predicate: Predicate, observed: float | None) -> PredicateStatus:
+def _check(predicate: Predicate, observed: float | None, interval: Interval | None) -> PredicateStatus:
     if observed is None:
         return "unavailable"
+    if (
+        predicate.on_straddle == "inconclusive"
+        and interval is not None
+        and _compare(interval.low, predicate.value) <= 0 <= _compare(interval.high, predicate.value)
+    ):
+        return "inconclusive"
     return "pass" if _compare(observed, predicate.value) in _OP_ACCEPTS[predicate.op] else "fail"
 
 
@@ -398,7 +494,7 @@ def _combine(logic: Logic, statuses: list[PredicateStatus]) -> VerdictName:
     decisive: VerdictName = "fail" if logic == "and" else "pass"
     if decisive in statuses:
         return decisive
-    if "unavailable" in statuses:
+    if "unavailable" in statuses or "inconclusive" in statuses:
         return "inconclusive"
     return "pass" if logic == "and" else "fail"
 
@@ -429,13 +525,16 @@ def _fmt(value: float) -> str:
 
 def _describe(result: PredicateResult) -> str:
     observed = "unavailable" if result.observed is None else _fmt(result.observed)
+    if result.status == "inconclusive" and result.interval is not None:
+        observed += f" (90%: {_fmt(result.interval.low)} to {_fmt(result.interval.high)}, holding the bound)"
     return f"{result.metric} {observed} (wanted {_OP_TEXT[result.op]} {_fmt(result.value)})"
 
 
 def _summary_line(verdict: VerdictName, severity_text: str, results: list[PredicateResult], sample: int) -> str:
-    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "unavailable")}
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "unavailable", "inconclusive")}
     tally = f"{counts['pass']} of {len(results)} predicates passed, sample {sample:,}"
-    shown = [r for r in results if r.status == ("fail" if counts["fail"] else "unavailable")]
+    wanted = {"fail"} if counts["fail"] else {"unavailable", "inconclusive"}
+    shown = [r for r in results if r.status in wanted]
     detail = "; ".join(_describe(r) for r in shown[:3]) + ("; ..." if len(shown) > 3 else "")
     return f"{verdict}{severity_text}: {detail + ' - ' if detail else ''}{tally}"
 
@@ -466,14 +565,18 @@ def evaluate(
     results = []
     for predicate in criteria.predicates:
         observed = observe(predicate.metric, experiment, judge_run, sims, predicate.params)
+        interval = METRICS[predicate.metric].interval
+        bounds = interval(experiment) if interval is not None else None
         results.append(
             PredicateResult(
                 metric=predicate.metric,
                 op=predicate.op,
                 value=predicate.value,
                 params=predicate.params,
+                on_straddle=predicate.on_straddle,
                 observed=observed,
-                status=_check(predicate, observed),
+                interval=bounds,
+                status=_check(predicate, observed, bounds),
             )
         )
     sample = experiment.progress.done
@@ -581,6 +684,7 @@ __all__ = [
     "PredicateResult",
     "PredicateStatus",
     "Severity",
+    "Straddle",
     "SuccessCriteria",
     "ThresholdParams",
     "Verdict",

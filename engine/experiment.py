@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from engine.calibration import Calibration
 from engine.errors import ConfigError, NotFound
 from engine.logs import Filters, Window, load_window
 from engine.pricing import AsOf, Catalog, today
@@ -77,7 +78,8 @@ def replay_spec(
     policy = candidate_policy(spec, store)
     columns = [*REPLAY_COLUMNS, *sorted(policy.columns() | window_of(spec).filters.columns)]
     frame = load_window(logs_root, window_of(spec), columns)
-    return replay(frame, policy, catalog, as_of=as_of(pricing or pricing_of(spec, catalog)))
+    calibration = Calibration(store.list_observations(spec.project_id), catalog)
+    return replay(frame, policy, catalog, as_of=as_of(pricing or pricing_of(spec, catalog)), calibration=calibration)
 
 
 def new_experiment(spec: ExperimentCreate, catalog: Catalog | None = None) -> Experiment:
@@ -139,6 +141,7 @@ def replay_into(experiment: Experiment, *, store: Store, catalog: Catalog, logs_
             "candidate_summary": result.candidate,
             "deltas": result.deltas,
             "notes": result.notes,
+            "token_multipliers": result.multipliers,
             "pricing": pricing,
             "started_at": experiment.started_at or experiment.created_at,
             "completed_at": utcnow(),

@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.calibration import DRAWS, Calibration, Move
+from engine.intervals import SUBSAMPLE, Rows, bootstrap, with_intervals
 from engine.pricing import AsOf, Catalog, piecewise
 from engine.routing import MIN_OBSERVED_ROWS, Policy, RoutingContext
-from engine.schema import Deltas, Summary
+from engine.schema import Deltas, Summary, TokenMultipliers
 
 #: Columns every replay reads; policies and filters add theirs.
 REPLAY_COLUMNS = (
@@ -38,6 +40,7 @@ class ReplayResult:
     deltas: Deltas
     notes: list[str]
     rows: pl.DataFrame
+    multipliers: list[TokenMultipliers]
 
 
 def pct_change(base: float, cand: float, label: str, notes: list[str]) -> float | None:
@@ -61,13 +64,31 @@ def deltas(baseline: Summary, candidate: Summary, notes: list[str]) -> Deltas:
     )
 
 
+def _multiplier_text(name: str, m: TokenMultipliers) -> str:
+    x = getattr(m, name)
+    spread = "" if x.low == x.high else f" (90%: {x.low:.2f}-{x.high:.2f})"
+    return f"{name} tokens x{x.point:.2f}{spread}, {x.basis}"
+
+
+def _multiplier_notes(multipliers: list[TokenMultipliers]) -> list[str]:
+    notes = []
+    if multipliers:
+        notes.append(
+            "Rows moved to another model are costed at that model's catalog list prices, with the logged token "
+            "counts scaled by the move's token multipliers (learned from the project's with-responses runs where "
+            "it has enough answered pairs, else priors); rows that stay on the model that served them keep their "
+            "actual cost and latency."
+        )
+    for m in multipliers:
+        notes.append(
+            f"{m.baseline_model} -> {m.candidate_model}: {_multiplier_text('input', m)}; "
+            f"{_multiplier_text('output', m)}."
+        )
+    return notes
+
+
 def _route_notes(ctx: RoutingContext, moved: list[str]) -> list[str]:
     notes = []
-    if moved:
-        notes.append(
-            "Rows moved to another model are costed at that model's catalog list prices with the "
-            "same token counts; rows that stay on the model that served them keep their actual cost and latency."
-        )
     for model in sorted(moved):
         stats = ctx.stats.get(model)
         if stats is not None and stats.has_fit:
@@ -169,15 +190,56 @@ def route_provider(ctx: RoutingContext, policy: Policy) -> pl.Expr:
     )
 
 
-def candidate_rows(frame: pl.DataFrame, policy: Policy, ctx: RoutingContext) -> pl.LazyFrame:
+def _scaled(
+    ctx: RoutingContext, policy: Policy, calibration: Calibration | None, cost: pl.Expr, latency: pl.Expr
+) -> tuple[pl.Expr, pl.Expr]:
+    """Moved rows' cost and latency with the token multipliers of their move, where a point is not 1.
+
+    Latency follows the scaled output tokens.
+    """
+    if calibration is None:
+        return cost, latency
+    costs, latencies = [], []
+    for baseline in sorted(ctx.stats):
+        for candidate in sorted(policy.models() - {baseline}):
+            move = calibration.move(baseline, candidate)
+            if move.input.point == 1.0 and move.output.point == 1.0:
+                continue
+            costs.append((move_of(move), scaled_cost(ctx, move)))
+            if move.output.point != 1.0:
+                latencies.append(
+                    (move_of(move), ctx.estimated_latency(candidate, pl.col("output_tokens") * move.output.point))
+                )
+    return piecewise(costs, cost), piecewise(latencies, latency)
+
+
+def move_of(move: Move) -> pl.Expr:
+    """Whether a row is one of ``move``: served by its baseline model, routed to its candidate."""
+    return (pl.col("model") == move.baseline) & (pl.col("route_model") == move.candidate)
+
+
+def scaled_cost(ctx: RoutingContext, move: Move) -> pl.Expr:
+    """Each row's cost on the move's candidate with its input and output tokens scaled by the move's points.
+
+    A prompt-size price tier stays the one of the logged prompt.
+    """
+    prompt = ctx.estimated_cost(move.candidate, input_only=True)
+    return prompt * move.input.point + (ctx.estimated_cost(move.candidate) - prompt) * move.output.point
+
+
+def candidate_rows(
+    frame: pl.DataFrame, policy: Policy, ctx: RoutingContext, calibration: Calibration | None = None
+) -> pl.LazyFrame:
     """The window with each row's route and candidate cost, latency and error.
 
     A row that stays on the model that served it keeps its actual values, so
     only rows that move need an estimate (and only for the policy's models).
+    With ``calibration``, a moved row's tokens are scaled by its move's multipliers.
     """
     route = policy.route(ctx)
     stays = pl.col("route_model") == pl.col("model")
     moved = _per_model(policy)
+    cost, latency = _scaled(ctx, policy, calibration, moved(ctx.estimated_cost), moved(ctx.estimated_latency))
 
     return (
         frame.lazy()
@@ -189,9 +251,8 @@ def candidate_rows(frame: pl.DataFrame, policy: Policy, ctx: RoutingContext) -> 
         )
         .with_columns(
             route_provider=route_provider(ctx, policy),
-            candidate_cost_usd=pl.when(stays).then(pl.col("cost_usd")).otherwise(moved(ctx.estimated_cost))
-            + pl.col("_extra_cost"),
-            candidate_latency_ms=pl.when(stays).then(pl.col("latency_ms")).otherwise(moved(ctx.estimated_latency))
+            candidate_cost_usd=pl.when(stays).then(pl.col("cost_usd")).otherwise(cost) + pl.col("_extra_cost"),
+            candidate_latency_ms=pl.when(stays).then(pl.col("latency_ms")).otherwise(latency)
             + pl.col("_extra_latency"),
             candidate_error=pl.coalesce(
                 pl.col("_failed"),
@@ -225,19 +286,77 @@ def _shares(routes: pl.DataFrame, model: str, provider: str) -> pl.DataFrame:
     return routes.group_by(key.alias("key")).agg(pl.col("len").sum())
 
 
-def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog, *, as_of: AsOf | None = None) -> ReplayResult:
+def _interval_rows(rows: pl.DataFrame, policy: Policy, ctx: RoutingContext, moves: list[Move]) -> Rows:
+    """The bootstrap's columns over an evenly spaced subsample of at most ``SUBSAMPLE`` rows."""
+    sub = rows.gather_every(max(1, -(-rows.height // SUBSAMPLE)))
+    stays = pl.col("route_model") == pl.col("model")
+    moved = _per_model(policy)
+    index = pl.DataFrame(
+        {
+            "model": [m.baseline for m in moves],
+            "route_model": [m.candidate for m in moves],
+            "_move": list(range(1, len(moves) + 1)),
+        },
+        schema={"model": pl.String, "route_model": pl.String, "_move": pl.Int64},
+    )
+    prompt = pl.when(stays).then(0.0).otherwise(moved(lambda m: ctx.estimated_cost(m, input_only=True)))
+    answer = pl.when(stays).then(0.0).otherwise(moved(ctx.estimated_cost)) - pl.col("_in")
+    sub = (
+        sub.join(index, on=["model", "route_model"], how="left", maintain_order="left")
+        .with_columns(pl.col("_move").fill_null(0), _in=prompt)
+        .with_columns(
+            _out=answer, _slope=pl.when(stays).then(0.0).otherwise(moved(lambda m: pl.lit(ctx.latency_slope(m))))
+        )
+    )
+    ones = np.ones(DRAWS)
+    input_point = np.array([1.0, *(m.input.point for m in moves)])
+    output_point = np.array([1.0, *(m.output.point for m in moves)])
+    move = sub.get_column("_move").to_numpy()
+    input_cost, output_cost = sub.get_column("_in").to_numpy(), sub.get_column("_out").to_numpy()
+    cand_cost = sub.get_column("candidate_cost_usd").fill_null(0.0).to_numpy()
+    return Rows(
+        base_cost=sub.get_column("cost_usd").fill_null(0.0).to_numpy(),
+        base_latency=sub.get_column("latency_ms").to_numpy().astype(np.float64),
+        base_error=(sub.get_column("status") != "ok").to_numpy(),
+        fixed_cost=cand_cost - input_cost * input_point[move] - output_cost * output_point[move],
+        input_cost=input_cost,
+        output_cost=output_cost,
+        cand_latency=sub.get_column("candidate_latency_ms").to_numpy().astype(np.float64),
+        latency_slope=sub.get_column("_slope").to_numpy(),
+        output_tokens=sub.get_column("output_tokens").to_numpy().astype(np.float64),
+        cand_error=sub.get_column("candidate_error").to_numpy(),
+        move=move,
+        input_point=input_point,
+        output_point=output_point,
+        input_draws=np.vstack([ones, *(m.input.draws for m in moves)]),
+        output_draws=np.vstack([ones, *(m.output.draws for m in moves)]),
+    )
+
+
+def replay(
+    frame: pl.DataFrame,
+    policy: Policy,
+    catalog: Catalog,
+    *,
+    as_of: AsOf | None = None,
+    calibration: Calibration | None = None,
+    intervals: bool = True,
+) -> ReplayResult:
     """Replay the window ``frame`` (log columns) through ``policy``.
 
-    Moved rows pay the list prices in force on ``as_of`` (today when ``None``; ``"row"``: each row's own date).
+    Moved rows pay the list prices in force on ``as_of`` (today when ``None``; ``"row"``: each row's own date),
+    with their tokens scaled by ``calibration``'s multipliers (default: the priors alone). The candidate's
+    figures and the deltas carry 90% intervals (``engine.intervals``) unless ``intervals`` is false.
 
     Successful rows without a logged cost are priced first (``price_missing_costs``).
-    Deterministic: the same rows, policy, catalog and date give the same result.
+    Deterministic: the same rows, policy, catalog, date and calibration give the same result.
     """
     for model in sorted(policy.models()):
         catalog.price(model, param=policy.param)
+    calibration = calibration or Calibration([], catalog)
     frame, cost_notes = price_missing_costs(frame, catalog)
     ctx = RoutingContext(catalog, frame, as_of)
-    rows = candidate_rows(frame, policy, ctx).collect()
+    rows = candidate_rows(frame, policy, ctx, calibration).collect()
     n = rows.height
     totals = rows.select(
         pl.col("input_tokens").sum(),
@@ -256,6 +375,17 @@ def replay(frame: pl.DataFrame, policy: Policy, catalog: Catalog, *, as_of: AsOf
     candidate = _summary(
         n, totals, "cand", rows.get_column("candidate_latency_ms"), _shares(routes, "route_model", "route_provider")
     )
-    moved = routes.filter(pl.col("route_model") != pl.col("model")).get_column("route_model").unique().to_list()
-    notes = cost_notes + _route_notes(ctx, moved) + _price_notes(ctx, moved)
-    return ReplayResult(baseline, candidate, deltas(baseline, candidate, notes), notes, rows)
+    pairs = routes.filter(pl.col("route_model") != pl.col("model")).select("model", "route_model").unique()
+    moves = [calibration.move(b, c) for b, c in sorted(pairs.iter_rows())]
+    moved = sorted({m.candidate for m in moves})
+    multipliers = [m.describe() for m in moves]
+    notes = cost_notes + _multiplier_notes(multipliers) + _route_notes(ctx, moved) + _price_notes(ctx, moved)
+    change = deltas(baseline, candidate, notes)
+    if n and intervals:
+        spreads = bootstrap(_interval_rows(rows, policy, ctx, moves), n)
+        candidate, change = with_intervals(candidate, change, spreads)
+        notes.append(
+            f"Intervals are 90%: a bootstrap over {min(n, SUBSAMPLE):,} of the window's rows (rescaled to all "
+            f"{n:,}) and over the token multipliers' uncertainty; they do not cover traffic unlike the window's."
+        )
+    return ReplayResult(baseline, candidate, change, notes, rows, multipliers)

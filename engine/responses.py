@@ -17,14 +17,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.calibration import Calibration, Move, observe
 from engine.credentials import Credentials
 from engine.errors import ConfigError, EmptyWindowError
 from engine.experiment import candidate_policy, spec_of, window_of
 from engine.fanout import Endpoint, FanoutReport, Job, Outcome, Price
 from engine.logs import check_prompts, load_window
-from engine.pricing import Catalog
+from engine.pricing import Catalog, piecewise
 from engine.providers import ChatCall
-from engine.replay import REPLAY_COLUMNS, candidate_rows, deltas
+from engine.replay import REPLAY_COLUMNS, candidate_rows, deltas, move_of, scaled_cost
 from engine.results import INTERRUPTED, PairStore
 from engine.routing import Policy, RoutingContext
 from engine.runs import (
@@ -175,12 +176,32 @@ def draw_sample(rows: pl.DataFrame, size: int, method: str, seed: int) -> pl.Dat
     )
 
 
-def _estimated_costs(policy: Policy, ctx: RoutingContext) -> pl.Expr:
-    """Each row's cost at its route model's list prices (actual cost where the model is not priced)."""
+def _learned_moves(policy: Policy, ctx: RoutingContext, calibration: Calibration) -> list[Move]:
+    """The moves of the window's models to the policy's whose token multipliers the project's runs taught."""
+    moves = (calibration.move(b, c) for b in sorted(ctx.stats) for c in sorted(policy.models()))
+    return [m for m in moves if m.input.info.source == "learned"]
+
+
+def _estimated_costs(policy: Policy, ctx: RoutingContext, learned: list[Move]) -> pl.Expr:
+    """Each row's cost at its route model's list prices (actual cost where the model is not priced).
+
+    Rows of a ``learned`` move have their tokens scaled by its multipliers.
+    """
     branches: list[pl.Expr] = [
         pl.when(pl.col("route_model") == m).then(ctx.estimated_cost(m)) for m in sorted(policy.models())
     ]
-    return pl.coalesce([*branches, pl.col("cost_usd")])
+    listed = pl.coalesce([*branches, pl.col("cost_usd")])
+    return piecewise([(move_of(m), scaled_cost(ctx, m)) for m in learned], listed)
+
+
+def _learned_note(learned: list[Move]) -> str:
+    moves = "; ".join(
+        f"{m.baseline} -> {m.candidate}: input x{m.input.point:.2f}, output x{m.output.point:.2f}" for m in learned
+    )
+    runs = sorted({r for m in learned for r in m.input.info.runs})
+    return (
+        f"perCallEstimateUsd scales the logged tokens by what the project's runs ({', '.join(runs)}) showed: {moves}."
+    )
 
 
 def plan(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: str) -> Plan:
@@ -190,9 +211,10 @@ def plan(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: s
     columns = [*REPLAY_COLUMNS, "request_json", "response_text", *sorted(policy.columns() | window.filters.columns)]
     frame = load_window(logs_root, window, columns)
     ctx = RoutingContext(catalog, frame)
+    learned = _learned_moves(policy, ctx, Calibration(store.list_observations(spec.project_id), catalog))
     replayable = (
         candidate_rows(frame, policy, ctx)
-        .with_columns(estimated_cost_usd=_estimated_costs(policy, ctx))
+        .with_columns(estimated_cost_usd=_estimated_costs(policy, ctx, learned))
         .filter(
             pl.col("request_json").is_not_null() & pl.col("response_text").is_not_null() & (pl.col("status") == "ok")
         )
@@ -209,7 +231,7 @@ def plan(spec: ExperimentCreate, *, store: Store, catalog: Catalog, logs_root: s
         replayable, size, sample_spec.method if sample_spec else "random", sample_spec.seed if sample_spec else 0
     )
     check_prompts(sample)
-    notes = []
+    notes = [_learned_note(learned)] if learned else []
     if sample.height < size:
         notes.append(
             f"The window has {replayable.height:,} replayable rows, so the run makes {sample.height:,} pairs, "
@@ -471,18 +493,14 @@ def execute(experiment: Experiment, ctx: RunContext, planned: Plan | None = None
 
 
 def _calibration(
-    answered: pl.DataFrame, sample: pl.DataFrame, reserved: dict[str, float], spent: float, estimated: float
+    ok: pl.DataFrame, reserved: dict[str, float], spent: float, estimated: float
 ) -> tuple[str | None, EstimateError]:
-    """The suspicious-usage note (if any) and the estimate error, over the pairs the candidate answered."""
+    """The suspicious-usage note (if any) and the estimate error, over the pairs the candidate answered (``ok``)."""
     reservations = pl.DataFrame(
         {"request_id": list(reserved), "reserved_usd": list(reserved.values())},
         schema={"request_id": pl.String, "reserved_usd": pl.Float64},
     )
-    ok = (
-        answered.filter(pl.col("candidate_status") == "ok")
-        .join(sample.select("request_id", "input_tokens"), on="request_id")
-        .join(reservations, on="request_id", how="left")
-    )
+    ok = ok.join(reservations, on="request_id", how="left")
     note = usage_mismatch_note(
         ok.get_column("candidate_input_tokens").fill_null(0).to_numpy(), ok.get_column("input_tokens").to_numpy()
     )
@@ -557,7 +575,13 @@ def _finish(
     change: Deltas | None = None
     # Interrupted calls count in the spend, but their answers are unknown: the comparison leaves them out.
     answered = pairs.filter(pl.col("error_type").ne_missing(INTERRUPTED))
-    usage_note, error = _calibration(answered, planned.sample, reserved, spent, planned.estimated_cost_usd)
+    ok_pairs = answered.filter(pl.col("candidate_status") == "ok").join(
+        planned.sample.select("request_id", "input_tokens", "output_tokens"), on="request_id"
+    )
+    usage_note, error = _calibration(ok_pairs, reserved, spent, planned.estimated_cost_usd)
+    if status == "completed":
+        # What later replays and preflights of the project learn their token multipliers from.
+        ctx.store.put_observations(observe(running.id, running.project_id, utcnow(), ok_pairs))
     if usage_note is not None:
         notes.append(usage_note)
     if answered.height:

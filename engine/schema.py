@@ -182,6 +182,13 @@ class ExperimentCreate(Body):
         return self
 
 
+class Interval(BaseModel):
+    """A 90% interval around a point estimate (see the README's "How the intervals are made")."""
+
+    low: float
+    high: float
+
+
 class Summary(BaseModel):
     """Traffic totals of one side (baseline or candidate) of a replay."""
 
@@ -194,16 +201,69 @@ class Summary(BaseModel):
     input_tokens: int
     output_tokens: int
     route_distribution: dict[str, float] = Field(description='Share of rows per "model:provider".')
+    cost_usd_interval: Interval | None = Field(None, description="Routing-only candidates: 90% interval of cost_usd.")
+    latency_p50_ms_interval: Interval | None = None
+    latency_p95_ms_interval: Interval | None = None
+    error_rate_interval: Interval | None = None
 
 
 class Deltas(BaseModel):
-    """Candidate minus baseline; percentages are relative to the baseline."""
+    """Candidate minus baseline; percentages are relative to the baseline.
+
+    The ``*_interval`` fields (routing-only runs) are 90% intervals; null where the point is null.
+    """
 
     cost_delta_usd: float
     cost_delta_pct: float | None
     latency_p50_delta_pct: float | None
     latency_p95_delta_pct: float | None
     error_rate_delta_pct: float | None
+    cost_delta_usd_interval: Interval | None = None
+    cost_delta_pct_interval: Interval | None = None
+    latency_p50_delta_pct_interval: Interval | None = None
+    latency_p95_delta_pct_interval: Interval | None = None
+    error_rate_delta_pct_interval: Interval | None = None
+
+
+class Multiplier(BaseModel):
+    """How many tokens the candidate uses where the log's model used one, for one model move."""
+
+    point: float = Field(description="What prices the moved rows (1 = the same tokens).")
+    low: float = Field(description="Lower end of its 90% interval.")
+    high: float = Field(description="Upper end of its 90% interval.")
+    source: Literal["learned", "prior"]
+    basis: str = Field(description="Where it comes from, in words.")
+    pairs: int = Field(0, description="Learned: the answered pairs behind it.")
+    runs: list[str] = Field(default_factory=list, description="Learned: the with-responses experiments it comes from.")
+
+
+class TokenMultipliers(BaseModel):
+    """The input and output token multipliers of rows moved from ``baseline_model`` to ``candidate_model``."""
+
+    baseline_model: str
+    candidate_model: str
+    input: Multiplier
+    output: Multiplier
+
+
+class PairObservations(BaseModel):
+    """One with-responses run's answered pairs of one model move: logged vs candidate tokens, aligned."""
+
+    baseline_model: str
+    candidate_model: str
+    logged_input_tokens: list[int]
+    candidate_input_tokens: list[int]
+    logged_output_tokens: list[int]
+    candidate_output_tokens: list[int]
+
+
+class Observations(BaseModel):
+    """What one completed with-responses run showed about its model moves (what later estimates learn from)."""
+
+    experiment_id: str
+    project_id: str
+    created_at: dt.datetime
+    moves: list[PairObservations]
 
 
 class Progress(BaseModel):
@@ -302,6 +362,10 @@ class Experiment(BaseModel):
     similarity_summary: SimilaritySummary | None = None
     estimate_error: EstimateError | None = Field(
         None, description="Completed with-responses runs: actual ÷ estimated spend, overall and per call."
+    )
+    token_multipliers: list[TokenMultipliers] = Field(
+        default_factory=list,
+        description="Routing-only runs: the token multipliers that priced each model move (learned or prior).",
     )
     embedding_model: str | None = None
     pricing: ExperimentPricing | None = Field(None, description="The list prices it used (source, version, date).")

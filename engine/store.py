@@ -33,6 +33,7 @@ from engine.schema import (
     Experiment,
     JudgeRun,
     KeyRole,
+    Observations,
     Project,
     ProviderCredential,
     RoutingConfigVersion,
@@ -125,6 +126,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
+CREATE TABLE IF NOT EXISTS observations (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS observations_by_project ON observations (project_id, created_at DESC, id DESC);
 """
 
 
@@ -727,6 +735,23 @@ class Store:
         """Forget a credential and its secret."""
         with self._connect() as conn:
             conn.execute("DELETE FROM provider_credentials WHERE id = ?", (credential_id,))
+
+    # observations: what completed with-responses runs showed about model moves -------------
+    def put_observations(self, observations: Observations) -> None:
+        """Keep one run's observations (replacing any it had)."""
+        self.put_doc(
+            "observations",
+            observations.experiment_id,
+            observations.project_id,
+            observations.model_dump_json(),
+            created_at=observations.created_at.isoformat(),
+        )
+
+    def list_observations(self, project_id: str) -> list[Observations]:
+        """The project's observations, newest first."""
+        return self.list_docs(
+            "observations", Observations, "project_id = ?", (project_id,), order="created_at DESC, id DESC"
+        )
 
     # documents: schedules, signals, webhooks, deliveries ---------------------------------
     def put_doc(self, table: str, key: str, project_id: str, body: str, **columns: Any) -> None:

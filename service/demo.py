@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from rich.rule import Rule
 from rich.table import Table
+from rich.text import Text
 
 from engine.importers import run_import
 from engine.logs import partition_files, write_partitioned
@@ -25,6 +26,7 @@ from service.cli._common import err, out
 from service.cli._experiments import progress_bar
 from service.cli._render import (
     _pct,
+    _usd,
     comparison,
     histogram_view,
     judge_preflight_table,
@@ -101,15 +103,51 @@ def recap(experiments: list[Experiment]) -> Table:
         table.add_column(col)
     for e in experiments:
         assert e.deltas is not None
+        d = e.deltas
         table.add_row(
             e.name,
-            _pct(e.deltas.cost_delta_pct),
-            _pct(e.deltas.latency_p50_delta_pct),
-            _pct(e.deltas.latency_p95_delta_pct),
-            _pct(e.deltas.error_rate_delta_pct),
+            _pct(d.cost_delta_pct, d.cost_delta_pct_interval),
+            _pct(d.latency_p50_delta_pct, d.latency_p50_delta_pct_interval),
+            _pct(d.latency_p95_delta_pct, d.latency_p95_delta_pct_interval),
+            _pct(d.error_rate_delta_pct, d.error_rate_delta_pct_interval),
             e.id,
         )
+    table.caption = "In brackets: 90% intervals."
     return table
+
+
+def learned_replay(svc: core.Services, before: Experiment, run: Experiment) -> None:
+    """Replay ``before``'s spec again, now that ``run`` taught the project its candidate's token counts."""
+    spec = {
+        "projectId": before.project_id,
+        "name": f"{before.name} (after {run.id})",
+        "candidatePolicy": before.candidate_policy,
+        "candidateConfig": before.candidate_config,
+        "windowStart": before.window_start.isoformat(),
+        "windowEnd": before.window_end.isoformat(),
+        "hypothesis": before.hypothesis,
+    }
+    after = core.create_experiment(svc, spec)
+    out.print(Rule(f"What {run.id} taught the replay"))
+    for label, e in (("before", before), ("after", after)):
+        assert e.candidate_summary is not None and e.deltas is not None
+        c = e.candidate_summary
+        spread = (
+            f" (90%: {_usd(c.cost_usd_interval.low)} … {_usd(c.cost_usd_interval.high)})" if c.cost_usd_interval else ""
+        )
+        out.print(
+            Text.assemble(
+                f"{label:>6}: candidate cost {_usd(c.cost_usd)}{spread}, change ",
+                _pct(e.deltas.cost_delta_pct, e.deltas.cost_delta_pct_interval),
+            )
+        )
+    for m in after.token_multipliers:
+        if m.output.source == "learned":
+            out.print(
+                f"  {m.baseline_model} -> {m.candidate_model}: prompt tokens x{m.input.point:.2f}, answer tokens "
+                f"x{m.output.point:.2f} ({m.output.pairs} pairs)",
+                style="dim",
+            )
 
 
 def with_responses_body(end: dt.date) -> dict[str, Any]:
@@ -289,6 +327,7 @@ def run_demo(svc: core.Services) -> None:
     out.print(recap(experiments))
     with demo_provider(svc) as paid:
         experiment = with_responses(paid, end)
+        learned_replay(svc, experiments[0], experiment)
         judge_demo(paid, experiment)
     out.print(
         f"Next: `rehearsal experiment show {experiment.id}`, `rehearsal experiment results {experiment.id} "

@@ -129,21 +129,33 @@ class RoutingContext:
         """What each row costs served by ``model``: the actual cost where it ran there, else estimated."""
         return pl.when(self._is_actual(model)).then(pl.col("cost_usd")).otherwise(self.estimated_cost(model))
 
-    def expected_latency(self, model: str) -> pl.Expr:
-        """Expected latency of each row on ``model``: the window's fit, else the catalog profile."""
+    def latency_slope(self, model: str) -> float:
+        """Milliseconds per output token of ``model``'s latency model (the fit's slope, else the profile's rate)."""
         stats = self.stats.get(model)
         if stats is not None and stats.has_fit:
-            return pl.lit(stats.intercept) + pl.lit(stats.slope) * pl.col("output_tokens")
-        price = self.catalog.price(model)
-        return pl.lit(price.ttft_ms) + pl.col("output_tokens") / price.output_tokens_per_s * 1000.0
+            assert stats.slope is not None
+            return stats.slope
+        return 1000.0 / self.catalog.price(model).output_tokens_per_s
 
-    def estimated_latency(self, model: str) -> pl.Expr:
+    def expected_latency(self, model: str, output_tokens: pl.Expr | None = None) -> pl.Expr:
+        """Expected latency of each row on ``model``: the window's fit, else the catalog profile.
+
+        ``output_tokens``: the answer's length on ``model`` (default: the logged ``output_tokens``).
+        """
+        tokens = pl.col("output_tokens") if output_tokens is None else output_tokens
+        stats = self.stats.get(model)
+        if stats is not None and stats.has_fit:
+            return pl.lit(stats.intercept) + pl.lit(stats.slope) * tokens
+        price = self.catalog.price(model)
+        return pl.lit(price.ttft_ms) + tokens / price.output_tokens_per_s * 1000.0
+
+    def estimated_latency(self, model: str, output_tokens: pl.Expr | None = None) -> pl.Expr:
         """Latency of each row if ``model`` had served it: fit + a resampled residual, else the catalog profile.
 
         The residual is one of the model's own residuals in the window, picked
         by a seeded hash of ``request_id``.
         """
-        estimate = self.expected_latency(model)
+        estimate = self.expected_latency(model, output_tokens)
         stats = self.stats.get(model)
         if stats is not None and stats.has_fit:
             residuals = self.residuals(model)

@@ -8,15 +8,23 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.schema import EstimateError, Experiment, JudgePreflight, JudgeRun, Preflight, Summary
+from engine.schema import EstimateError, Experiment, Interval, JudgePreflight, JudgeRun, Preflight, Summary
 from engine.similarity import Histogram
 
 
-def _pct(value: float | None) -> Text:
+def _pct(value: float | None, interval: Interval | None = None) -> Text:
     if value is None:
         return Text("n/a", style="dim")
     style = "green" if value < 0 else "red" if value > 0 else ""
-    return Text(f"{value:+.1f}%", style=style)
+    text = Text(f"{value:+.1f}%", style=style)
+    if interval is not None:
+        text.append(f" ({interval_text(interval)})", style="dim")
+    return text
+
+
+def interval_text(interval: Interval, fmt: str = "{:+.1f}%") -> str:
+    """A 90% interval as ``-48% … -35%``, with real minus signs."""
+    return " … ".join(fmt.format(v).replace("-", "−") for v in (interval.low, interval.high))
 
 
 def _usd(value: float) -> str:
@@ -65,17 +73,31 @@ def comparison(experiment: Experiment) -> Group:
         "cost",
         _usd(base.cost_usd),
         _usd(cand.cost_usd),
-        Text.assemble(_usd(d.cost_delta_usd), " ", _pct(d.cost_delta_pct)),
+        Text.assemble(_usd(d.cost_delta_usd), " ", _pct(d.cost_delta_pct, d.cost_delta_pct_interval)),
     )
     table.add_row("cost / request", _usd(base.cost_per_request_usd), _usd(cand.cost_per_request_usd), "")
     table.add_row(
-        "latency p50", f"{base.latency_p50_ms:,.0f} ms", f"{cand.latency_p50_ms:,.0f} ms", _pct(d.latency_p50_delta_pct)
+        "latency p50",
+        f"{base.latency_p50_ms:,.0f} ms",
+        f"{cand.latency_p50_ms:,.0f} ms",
+        _pct(d.latency_p50_delta_pct, d.latency_p50_delta_pct_interval),
     )
     table.add_row(
-        "latency p95", f"{base.latency_p95_ms:,.0f} ms", f"{cand.latency_p95_ms:,.0f} ms", _pct(d.latency_p95_delta_pct)
+        "latency p95",
+        f"{base.latency_p95_ms:,.0f} ms",
+        f"{cand.latency_p95_ms:,.0f} ms",
+        _pct(d.latency_p95_delta_pct, d.latency_p95_delta_pct_interval),
     )
-    table.add_row("error rate", f"{base.error_rate:.2%}", f"{cand.error_rate:.2%}", _pct(d.error_rate_delta_pct))
-    parts += [table, routes(base, cand)]
+    table.add_row(
+        "error rate",
+        f"{base.error_rate:.2%}",
+        f"{cand.error_rate:.2%}",
+        _pct(d.error_rate_delta_pct, d.error_rate_delta_pct_interval),
+    )
+    parts.append(table)
+    if d.cost_delta_pct_interval is not None:
+        parts.append(Text("Changes in brackets: 90% intervals (README: how the intervals are made).", style="dim"))
+    parts.append(routes(base, cand))
     if experiment.notes:
         parts.append(Text("Notes:\n" + "\n".join(f"  • {n}" for n in experiment.notes), style="dim"))
     return Group(*parts)
@@ -304,6 +326,10 @@ def verdict_view(verdict: dict[str, Any]) -> Group:
         table.add_column(column, justify="right" if column in ("value", "observed") else "left")
     for p in verdict["predicates"]:
         observed = "n/a" if p["observed"] is None else f"{p['observed']:.4g}"
-        status = {"pass": "[green]pass[/]", "fail": "[red]fail[/]"}.get(p["status"], "[yellow]unavailable[/]")
+        if p.get("interval"):
+            observed += f" ({interval_text(Interval.model_validate(p['interval']), '{:.4g}')})"
+        status = {"pass": "[green]pass[/]", "fail": "[red]fail[/]", "inconclusive": "[yellow]inconclusive[/]"}.get(
+            p["status"], "[yellow]unavailable[/]"
+        )
         table.add_row(p["metric"], p["op"], f"{p['value']:g}", observed, status)
     return Group(banner, table)

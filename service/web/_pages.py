@@ -94,6 +94,8 @@ def _environment() -> jinja2.Environment:
         when=views.when,
         relative=views.relative,
         tone=views.tone,
+        interval_pct=views.interval_pct,
+        whisker=views.whisker,
         verdict_detail=views.verdict_detail,
         urlpart=lambda value: quote(str(value), safe=""),
         breakable=_breakable,

@@ -14,6 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from markupsafe import Markup
+
+from engine.schema import Interval
 from engine.similarity import Histogram
 
 #: Tokens of a word diff: runs of whitespace, words, and single punctuation marks.
@@ -351,6 +354,45 @@ def pct(value: float | None, *, signed: bool = False, digits: int = 1) -> str:
     if value is None or not math.isfinite(value):
         return "—"
     return f"{value:+.{digits}f}%" if signed else f"{value:.{digits}f}%"
+
+
+def _bounds(interval: Mapping[str, float] | Interval) -> tuple[float, float]:
+    if isinstance(interval, Interval):
+        return interval.low, interval.high
+    return float(interval["low"]), float(interval["high"])
+
+
+def interval_pct(interval: Mapping[str, float] | Interval | None, digits: int = 1) -> str:
+    """A 90% interval in percent as ``−48% … −35%`` (empty without one)."""
+    if interval is None:
+        return ""
+    return " … ".join(pct(v, signed=True, digits=digits).replace("-", "−") for v in _bounds(interval))
+
+
+def whisker(
+    point: float | None, interval: Mapping[str, float] | Interval | None, *, width: int = 150, height: int = 16
+) -> Markup:
+    """An inline SVG of a point and its 90% interval on an axis through 0 (empty without an interval)."""
+    if point is None or interval is None:
+        return Markup("")
+    low, high = _bounds(interval)
+    if not all(map(math.isfinite, (point, low, high))):
+        return Markup("")
+    reach = max(abs(low), abs(high), abs(point), 1.0) * 1.1
+
+    def x(v: float) -> float:
+        return round((v + reach) / (2 * reach) * width, 1)
+
+    mid = height / 2
+    label = f"90% interval {interval_pct(interval)}, point {pct(point, signed=True)}"
+    return Markup(
+        f'<svg class="whisker" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{label}"><line class="axis" x1="{x(0)}" y1="0" x2="{x(0)}" y2="{height}"/>'
+        f'<line class="range" x1="{x(low)}" y1="{mid}" x2="{x(high)}" y2="{mid}"/>'
+        f'<line class="cap" x1="{x(low)}" y1="3" x2="{x(low)}" y2="{height - 3}"/>'
+        f'<line class="cap" x1="{x(high)}" y1="3" x2="{x(high)}" y2="{height - 3}"/>'
+        f'<circle class="point" cx="{x(point)}" cy="{mid}" r="3.5"/></svg>'
+    )
 
 
 def share(value: float | None, digits: int = 0) -> str:

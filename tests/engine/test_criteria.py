@@ -28,6 +28,7 @@ from engine.schema import (
     Experiment,
     FiltersSpec,
     JudgeRun,
+    Interval,
     Progress,
     SimilaritySummary,
     Stratification,
@@ -97,6 +98,25 @@ def _routing(**candidate: float) -> Experiment:
     return _experiment(_summary(error_rate=0.02), _summary(**values))
 
 
+#: The 90% intervals ``_bounded`` gives the deltas of ``_routing``.
+BOUNDS = {
+    "cost_delta_pct": (-30.0, -10.0),
+    "cost_delta_usd": (-3.0, -1.0),
+    "latency_p50_delta_pct": (10.0, 30.0),
+    "latency_p95_delta_pct": (-35.0, -15.0),
+    "error_rate_delta_pct": (20.0, 80.0),
+}
+
+
+def _bounded() -> Experiment:
+    """``_routing`` with 90% intervals on its deltas and its candidate error rate (2.5% to 3.5%)."""
+    exp = _routing()
+    assert exp.deltas is not None and exp.candidate_summary is not None
+    intervals = {f"{k}_interval": Interval(low=lo, high=hi) for k, (lo, hi) in BOUNDS.items()}
+    candidate = exp.candidate_summary.model_copy(update={"error_rate_interval": Interval(low=0.025, high=0.035)})
+    return exp.model_copy(update={"deltas": exp.deltas.model_copy(update=intervals), "candidate_summary": candidate})
+
+
 def _with_responses(candidate_error_rate: float = 0.2, similarities: list[float | None] | None = None) -> Experiment:
     """With-responses: the baseline side has no errors (its logged answers were successful)."""
     return _experiment(
@@ -148,8 +168,11 @@ WORSE_UPPER_PCT = judge.wilson(2, 10)[1] * 100
 # --------------------------------------------------------------------------- catalog
 
 
-def test_catalog_has_the_fifteen_metrics_with_one_line_descriptions() -> None:
-    assert set(METRICS) == set(get_args(MetricName)) and len(METRICS) == 15
+def test_catalog_has_the_guides_fifteen_metrics_and_ten_interval_bounds_with_one_line_descriptions() -> None:
+    assert set(METRICS) == set(get_args(MetricName)) and len(METRICS) == 25
+    assert {m for m in METRICS if m.endswith(("_lower", "_upper"))} == {
+        f"{name}_{end}" for name in BOUNDS for end in ("lower", "upper")
+    }
     for name, metric in METRICS.items():
         assert metric.name == name
         assert metric.description and "\n" not in metric.description
@@ -202,6 +225,16 @@ METRIC_CASES: list[
     ("judge_parse_error_pct", "all unparsed", _with_responses(), _judge_run(0, 0, 0, 3), None, None, 100.0),
     ("judge_parse_error_pct", "no replies", _with_responses(), _judge_run(0, 0, 0, 0), None, None, None),
     ("judge_parse_error_pct", "no judge run", _with_responses(), None, None, None, None),
+    *(
+        case
+        for name, (low, high) in BOUNDS.items()
+        for case in (
+            (f"{name}_lower", "interval", _bounded(), None, None, None, low),
+            (f"{name}_upper", "interval", _bounded(), None, None, None, high),
+            (f"{name}_lower", "no interval", _routing(), None, None, None, None),
+            (f"{name}_upper", "no interval", _with_responses(), None, None, None, None),
+        )
+    ),
 ]
 
 
@@ -238,6 +271,28 @@ def test_every_metric_has_available_and_unavailable_cases() -> None:
     unavailable = {m for m, *_, x in METRIC_CASES if x is None}
     assert available == set(METRICS)
     assert unavailable == set(METRICS) - {"sample_size"}  # a run always has a sample size, 0 if nothing ran
+
+
+def test_a_predicate_whose_interval_holds_its_bound_can_be_inconclusive() -> None:
+    def verdict(on_straddle: str, value: float, metric: str = "cost_delta_pct") -> Verdict:
+        predicate = {"metric": metric, "op": "lt", "value": value, "onStraddle": on_straddle}
+        return evaluate(SuccessCriteria.model_validate({"predicates": [predicate]}), _bounded())
+
+    # Cost fell 20% (90%: 10% to 30%): "below -15%" passes on the point, but the interval holds -15.
+    assert verdict("point", -15).verdict == "pass"
+    straddling = verdict("inconclusive", -15)
+    assert straddling.verdict == "inconclusive" and straddling.predicates[0].status == "inconclusive"
+    assert straddling.predicates[0].interval == Interval(low=-30.0, high=-10.0)
+    assert "cost_delta_pct -20 (90%: -30 to -10, holding the bound)" in straddling.summary
+    # Clear of the interval either way, the point decides as before.
+    assert verdict("inconclusive", -5).verdict == "pass"
+    assert verdict("inconclusive", -40).verdict == "fail"
+    # "Fail only if we are 90% sure cost rose more than 20%", on the upper bound's metric ...
+    assert verdict("point", 20, "cost_delta_pct_upper").verdict == "pass"
+    # ... and a metric without an interval is judged on its point.
+    assert verdict("inconclusive", 100, "sample_size").verdict == "fail"
+    # An inconclusive predicate neither breaches nor recovers its metric.
+    assert breaches({"cost_delta_pct": True}, straddling) == ([], {"cost_delta_pct": True})
 
 
 def test_unknown_metric_is_refused() -> None:
@@ -382,7 +437,9 @@ def test_verdict_summary_and_json() -> None:
         "op": "lte",
         "value": 10.0,
         "params": None,
+        "on_straddle": "point",
         "observed": 20.0,
+        "interval": None,
         "status": "fail",
     }
     assert Verdict.model_validate(dumped) == verdict

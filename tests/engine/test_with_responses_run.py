@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import ray
 
 from engine import responses
 from engine.fanout import ensure_ray
-from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer
+from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer, simulate_chat
 from engine.results import PairStore
 from engine.schema import Experiment
 from engine.settings import Settings
@@ -35,6 +36,8 @@ PROFILES = {
     "gpt-4.1-mini": SimProfile(verbosity=8.0),
     # Behind a proxy that reports each call's cost (and leaves it out now and then).
     "gpt-4.1": SimProfile(reported_cost_per_mtok=5.0, reported_cost_missing=0.2),
+    # Answers three times the logged answer's length.
+    "gpt-5-mini": SimProfile(verbosity=3.0),
 }
 
 
@@ -332,3 +335,70 @@ def test_a_vendor_default_without_its_key_is_refused_at_admission(
         core.create_experiment(shipped, spec)
     assert caught.value.param == "provider_credential_id"
     assert core.list_experiments(shipped)[0] == []
+
+
+def _interval(experiment: Experiment) -> tuple[float, float]:
+    summary = experiment.candidate_summary
+    assert summary is not None and summary.cost_usd_interval is not None
+    return summary.cost_usd_interval.low, summary.cost_usd_interval.high
+
+
+def test_one_run_teaches_the_replay_a_verbose_candidate(svc: core.Services, log_store: Path) -> None:
+    window = {
+        "windowStart": "2026-04-19T00:00:00Z",
+        "windowEnd": f"{STORE_END}T00:00:00Z",
+        "filters": {"models": ["gpt-4o", "gpt-4o-mini"]},
+    }
+    replay = {
+        "projectId": "demo",
+        "candidatePolicy": "single",
+        "candidateConfig": {"model": "gpt-5-mini"},
+        "mode": "routing_only",
+        **window,
+    }
+    naive = core.create_experiment(svc, replay)
+    learning = core.create_experiment(svc, {**body("gpt-5-mini", 150, 2.0), **window})
+    assert learning.status == "completed", learning.status_reason
+    learned = core.create_experiment(svc, replay)
+
+    # The truth: what the simulator bills for every row of the window (an errored row answers nothing).
+    rows = pl.read_parquet(log_store / "project_id=demo" / "**" / "*.parquet").filter(
+        pl.col("timestamp") >= pl.datetime(2026, 4, 19, time_zone="UTC"),
+        pl.col("model").is_in(["gpt-4o", "gpt-4o-mini"]),
+    )
+    price = svc.catalog.price("gpt-5-mini")
+    config = SimConfig(models=PROFILES, time_scale=0)
+    true_cost = 0.0
+    tokens: dict[str, np.ndarray] = {m: np.zeros(2) for m in ("gpt-4o", "gpt-4o-mini")}  # answered vs logged
+    for model, request_json, status, logged in rows.select(
+        "model", "request_json", "status", "output_tokens"
+    ).iter_rows():
+        reply = simulate_chat(config, "gpt-5-mini", json.loads(request_json)["messages"], 1)
+        answer = reply.completion_tokens if status == "ok" else 0
+        true_cost += (reply.prompt_tokens * price.input_per_mtok + answer * price.output_per_mtok) / 1e6
+        tokens[model] += (answer, logged)
+    assert naive.candidate_summary is not None and learned.candidate_summary is not None
+    naive_cost = naive.candidate_summary.cost_usd  # one vendor, no runs yet: the logged tokens, as-is
+    assert naive.token_multipliers and all(m.input.source == "prior" for m in naive.token_multipliers)
+    low, high = _interval(learned)
+    assert low <= true_cost <= high
+    assert not low <= naive_cost <= high
+    # Learned from that run, and said so.
+    assert {m.baseline_model for m in learned.token_multipliers} == {"gpt-4o", "gpt-4o-mini"}
+    for m in learned.token_multipliers:
+        assert m.output.source == m.input.source == "learned" and m.output.runs == [learning.id]
+        # The synthetic logs' token counts are not those of their texts, so against the logged output tokens
+        # the candidate's three-times-longer answers are another factor; the interval holds the true one.
+        answered, logged = tokens[m.baseline_model]
+        assert m.output.low <= answered / logged <= m.output.high
+    assert any(learning.id in n for n in learned.notes)
+    # The same replay gives the same intervals.
+    again = core.create_experiment(svc, replay)
+    assert (again.candidate_summary, again.deltas) == (learned.candidate_summary, learned.deltas)
+
+    # The next preflight of the project prices calls with what the run showed, and is closer to the spend.
+    spec = {**body("gpt-5-mini", 150, 2.0), **window}
+    calibrated = core.preflight_experiment(svc, spec).estimate
+    assert any(learning.id in n for n in calibrated.notes)
+    assert learning.estimate_error is not None and learning.estimate_error.overall is not None
+    assert abs(learning.spend_usd / calibrated.estimated_cost_usd - 1) < abs(learning.estimate_error.overall - 1)
