@@ -95,38 +95,41 @@ def test_replaying_the_baseline_against_itself(cli, tmp_path: Path) -> None:  # 
     }
 
 
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ("name: [unclosed", "is not valid YAML"),
-        ({k: v for k, v in SPEC.items() if k != "candidatePolicy"}, "candidatePolicy: Field required"),
-        (
-            SPEC | {"windowStart": WINDOW["windowEnd"], "windowEnd": WINDOW["windowStart"]},
-            "windowEnd must be after windowStart",
-        ),
-        (
-            SPEC | {"windowStart": "2020-01-01T00:00:00Z", "windowEnd": "2020-01-08T00:00:00Z"},
-            "no log rows for project",
-        ),
-        (SPEC | {"candidateConfig": {"model": "gpt-9"}}, "unknown model 'gpt-9'"),
-        (SPEC | {"candidatePolicy": "ensemble", "candidateConfig": {"models": ["a", "b"]}}, "[candidatePolicy]"),
-        (SPEC | {"hypothesis": "x" * 2001}, "hypothesis: String should have at most 2000 characters"),
-        (SPEC | {"windowStart": "last tuesday"}, "windowStart: Input should be a valid datetime"),
-        (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "is not a text file"),
-        (
-            RULES | {"candidateConfig": {"rules": [{"else": "@production:99999999999999999999"}]}},
-            "names no saved routing config",
-        ),
-        (RULES | {"candidateConfig": {"rules": [{"if": "input_tokens > " + "9" * 400, "then": MINI}]}}, "digits"),
-        (RULES | {"candidateConfig": {"rules": [{"if": "(" * 200 + "hour > 1" + ")" * 200, "then": MINI}]}}, "nests"),
-    ],
-)
-def test_bad_input_is_one_line_exit_2_and_nothing_stored(cli, tmp_path: Path, body: Any, message: str) -> None:  # type: ignore[no-untyped-def]
-    proc = cli("experiment", "run", write_spec(tmp_path, body), expect=2)
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    assert proc.stdout == ""
+#: Specs the CLI refuses, each with what its one-line error says.
+BAD_INPUTS: list[tuple[Any, str]] = [
+    ("name: [unclosed", "is not valid YAML"),
+    ({k: v for k, v in SPEC.items() if k != "candidatePolicy"}, "candidatePolicy: Field required"),
+    (
+        SPEC | {"windowStart": WINDOW["windowEnd"], "windowEnd": WINDOW["windowStart"]},
+        "windowEnd must be after windowStart",
+    ),
+    (
+        SPEC | {"windowStart": "2020-01-01T00:00:00Z", "windowEnd": "2020-01-08T00:00:00Z"},
+        "no log rows for project",
+    ),
+    (SPEC | {"candidateConfig": {"model": "gpt-9"}}, "unknown model 'gpt-9'"),
+    (SPEC | {"candidatePolicy": "ensemble", "candidateConfig": {"models": ["a", "b"]}}, "[candidatePolicy]"),
+    (SPEC | {"hypothesis": "x" * 2001}, "hypothesis: String should have at most 2000 characters"),
+    (SPEC | {"windowStart": "last tuesday"}, "windowStart: Input should be a valid datetime"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "is not a text file"),
+    (
+        RULES | {"candidateConfig": {"rules": [{"else": "@production:99999999999999999999"}]}},
+        "names no saved routing config",
+    ),
+    (RULES | {"candidateConfig": {"rules": [{"if": "input_tokens > " + "9" * 400, "then": MINI}]}}, "digits"),
+    (RULES | {"candidateConfig": {"rules": [{"if": "(" * 200 + "hour > 1" + ")" * 200, "then": MINI}]}}, "nests"),
+]
+
+
+def test_bad_input_is_one_line_exit_2_and_nothing_stored(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # One home for all: each refused run would have stored its experiment there, so one listing checks them all.
+    for i, (body, message) in enumerate(BAD_INPUTS):
+        name = f"spec{i}.yaml"
+        proc = cli("experiment", "run", write_spec(tmp_path, body, name), expect=2)
+        assert message in proc.stderr, (message, proc.stderr)
+        assert "Traceback" not in proc.stderr, message
+        assert len(proc.stderr.strip().splitlines()) == 1, (message, proc.stderr)
+        assert proc.stdout == "", message
     assert json.loads(cli("experiment", "list", "--json").stdout) == []
 
 

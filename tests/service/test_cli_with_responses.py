@@ -44,7 +44,8 @@ def spec_file(tmp_path: Path, **changes: Any) -> str:
     return str(path)
 
 
-def test_preflight_run_results_histogram(env: dict[str, str], tmp_path: Path) -> None:
+def test_preflight_run_results_histogram_and_judge(env: dict[str, str], tmp_path: Path) -> None:
+    """One run (each takes ~20 s: Ray, the embedder) read back by the experiment and the judge commands."""
     spec = spec_file(tmp_path, sample={"size": 40, "method": "stratified", "seed": 1})
     pre = json.loads(cli(env, "experiment", "preflight", spec, "--json").stdout)
     assert pre["estimate"]["effectiveSampleSize"] == 40
@@ -67,47 +68,7 @@ def test_preflight_run_results_histogram(env: dict[str, str], tmp_path: Path) ->
     shown = cli(env, "experiment", "show", experiment["id"]).stdout
     assert "Estimate error (actual ÷ estimated):" in shown and "Suspicious usage:" in shown
 
-
-def test_bad_with_responses_input_exits_2(env: dict[str, str], tmp_path: Path) -> None:
-    proc = cli(env, "experiment", "run", spec_file(tmp_path, spendCapUsd=None), expect=2)
-    assert "spendCapUsd is required" in proc.stderr
-    proc = cli(env, "experiment", "run", spec_file(tmp_path, sample={"size": 10**6}), expect=2)
-    assert "[sample.size]" in proc.stderr or "sample.size" in proc.stderr
-    proc = cli(env, "experiment", "results", "exp_nope", expect=2)
-    assert "does not exist" in proc.stderr
-
-
-def test_killed_run_resumes_without_calling_any_pair_twice(env: dict[str, str], tmp_path: Path, sim: SimServer) -> None:
-    spec = spec_file(tmp_path, sample={"size": 300, "method": "random"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "experiment", "run", spec],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while len(sim.calls) < 60 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    called_before = len(sim.calls)
-    (interrupted,) = json.loads(cli(env, "experiment", "list", "--json").stdout)
-    assert interrupted["status"] == "running"
-    resumed = json.loads(cli(env, "experiment", "resume", interrupted["id"], "--json").stdout)
-    assert resumed["status"] == "completed"
-    assert resumed["progress"] == {"done": 300, "total": 300}
-    counts = Counter(call.pair_id for call in sim.calls)
-    assert len(sim.calls) > called_before  # the resumed run made the rest
-    assert max(counts.values()) == 1  # the simulator's own log: no pair was ever called twice
-    log_lines = (tmp_path / "calls.jsonl").read_text().splitlines()
-    assert len(log_lines) == len(sim.calls) == len(counts) <= 300
-
-
-def test_judge_commands(env: dict[str, str], tmp_path: Path) -> None:
-    spec = spec_file(tmp_path, sample={"size": 60, "method": "random"})
-    experiment = json.loads(cli(env, "experiment", "run", spec, "--json").stdout)
+    # The judge commands on the same experiment.
     pre = json.loads(
         cli(
             env,
@@ -159,3 +120,44 @@ def test_judge_commands(env: dict[str, str], tmp_path: Path) -> None:
     assert [r["id"] for r in listed] == [judged["id"]]
     bad = cli(env, "judge", "run", experiment["id"], "--spend-cap", "25", expect=2)
     assert "judge_spend_cap_usd" in bad.stderr
+
+
+def test_bad_with_responses_input_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    proc = cli(env, "experiment", "run", spec_file(tmp_path, spendCapUsd=None), expect=2)
+    assert "spendCapUsd is required" in proc.stderr
+    proc = cli(env, "experiment", "run", spec_file(tmp_path, sample={"size": 10**6}), expect=2)
+    assert "[sample.size]" in proc.stderr or "sample.size" in proc.stderr
+    proc = cli(env, "experiment", "results", "exp_nope", expect=2)
+    assert "does not exist" in proc.stderr
+
+
+#: Enough that the run is killed a third of the way through; each pair costs a call and an embedding.
+PAIRS = 150
+
+
+def test_killed_run_resumes_without_calling_any_pair_twice(env: dict[str, str], tmp_path: Path, sim: SimServer) -> None:
+    spec = spec_file(tmp_path, sample={"size": PAIRS, "method": "random"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "experiment", "run", spec],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(sim.calls) < PAIRS // 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    called_before = len(sim.calls)
+    (interrupted,) = json.loads(cli(env, "experiment", "list", "--json").stdout)
+    assert interrupted["status"] == "running"
+    resumed = json.loads(cli(env, "experiment", "resume", interrupted["id"], "--json").stdout)
+    assert resumed["status"] == "completed"
+    assert resumed["progress"] == {"done": PAIRS, "total": PAIRS}
+    counts = Counter(call.pair_id for call in sim.calls)
+    assert len(sim.calls) > called_before  # the resumed run made the rest
+    assert max(counts.values()) == 1  # the simulator's own log: no pair was ever called twice
+    log_lines = (tmp_path / "calls.jsonl").read_text().splitlines()
+    assert len(log_lines) == len(sim.calls) == len(counts) <= PAIRS

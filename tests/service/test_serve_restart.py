@@ -25,6 +25,8 @@ PROJECT = "demo"
 
 
 SIM_TTFT_MS = 150  # slow enough to stop `serve` in the middle of a run
+#: The run's pairs: enough to be stopped after 40 calls and killed 20 calls into its resume, with some left.
+PAIRS = 160
 
 
 class Serve:
@@ -100,7 +102,7 @@ def test_a_run_interrupted_by_a_restart_is_resumed_and_pays_no_pair_twice(
             "windowStart": "2026-04-12T00:00:00Z",
             "windowEnd": f"{STORE_END}T00:00:00Z",
             "mode": "with_responses",
-            "sample": {"size": 240, "method": "random"},
+            "sample": {"size": PAIRS, "method": "random"},
             "spendCapUsd": 5,
         }
         created = httpx.post(
@@ -118,7 +120,7 @@ def test_a_run_interrupted_by_a_restart_is_resumed_and_pays_no_pair_twice(
     finally:
         serve.stop()
     interrupted_at = len(sim.calls)
-    assert interrupted_at < 240, "the run finished before the restart"
+    assert interrupted_at < PAIRS, "the run finished before the restart"
 
     serve = Serve(env, port, tmp_path / "serve-2.log")
     try:
@@ -139,7 +141,7 @@ def test_a_run_interrupted_by_a_restart_is_resumed_and_pays_no_pair_twice(
     for log in ("serve-1.log", "serve-2.log"):  # a clean stop: runner and embedded Prefect server stopped
         assert "stopping the flow runner" in (tmp_path / log).read_text()
     assert done["status"] == "completed", done["status_reason"]
-    assert done["progress"] == {"done": 240, "total": 240}
+    assert done["progress"] == {"done": PAIRS, "total": PAIRS}
     assert len(sim.calls) > killed_at > interrupted_at  # each resumed run made the rest
     assert any("in flight when an earlier run stopped" in note for note in done["notes"]), done["notes"]
     counts = Counter(call.pair_id for call in sim.calls)

@@ -1,7 +1,9 @@
 """A served rehearsal for API tests: the real Prefect test server, a flow runner, SQLite, the loopback provider.
 
-One session: the Prefect test server takes ~10 s to start. Flow runs execute in
-subprocesses of the runner, so the store's settings go through the environment.
+One for the whole package: the Prefect test server takes ~10 s to start. Package-scoped rather than
+session-scoped, so the server, the runner and uvicorn stop (and their background CPU and the
+``REHEARSAL_*`` environment go) once the API tests are done, before the rest of the suite runs.
+Flow runs execute in subprocesses of the runner, so the store's settings go through the environment.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def generate_rows(project: str, seed: int, *, days: int, rows_per_day: int, end:
     return generate(catalog, project_id=project, days=days, rows_per_day=rows_per_day, seed=seed, end=end)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     from prefect.testing.utilities import prefect_test_harness
 
@@ -147,7 +149,7 @@ class Uvicorn:
     server: uvicorn.Server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_server(served: Served) -> Iterator[Uvicorn]:
     """The served app on a real socket (for other processes: the CLI, a load generator)."""
     port = free_port()
@@ -188,12 +190,25 @@ def body_with_responses(**extra: Any) -> dict[str, Any]:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def finished_with_responses(served: Served) -> dict[str, Any]:
     """One completed with-responses experiment of proj_abc (shared by read-only tests)."""
     created = served.client.post("/manage/v1/experiments", json=body_with_responses(), headers=served.headers())
     assert created.status_code == 201, created.text
     return served.wait(f"/manage/v1/experiments/{created.json()['data']['id']}")
+
+
+@pytest.fixture(scope="package")
+def finished_judge_run(served: Served, finished_with_responses: dict[str, Any]) -> dict[str, Any]:
+    """One completed judge run (2 pairs a bucket) of the shared experiment, for tests that only read it."""
+    experiment_id = finished_with_responses["id"]
+    created = served.client.post(
+        f"/manage/v1/experiments/{experiment_id}/judge",
+        json={"stratification": {"high": 2, "mild": 2, "major": 2}, "spendCapUsd": 1},
+        headers=served.headers(),
+    )
+    assert created.status_code == 201, created.text
+    return served.wait(f"/manage/v1/experiments/{experiment_id}/judge/{created.json()['data']['id']}")
 
 
 WaitFn = Callable[[str], dict[str, Any]]

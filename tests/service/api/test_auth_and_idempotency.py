@@ -170,7 +170,9 @@ def body_for(method: str, path: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def abc(served: Served, finished_with_responses: dict[str, Any]) -> Iterator[Objects]:
+def abc(
+    served: Served, finished_with_responses: dict[str, Any], finished_judge_run: dict[str, Any]
+) -> Iterator[Objects]:
     """A credential, a routing config, a judge run, a pair, a management key, a (paused) schedule with its
     signal, and a webhook with a delivery, all of proj_abc."""
     experiment_id = finished_with_responses["id"]
@@ -188,13 +190,6 @@ def abc(served: Served, finished_with_responses: dict[str, Any]) -> Iterator[Obj
         headers=served.headers(),
     )
     assert config.status_code == 201, config.text
-    judge = served.client.post(
-        f"{API}/experiments/{experiment_id}/judge",
-        json={"stratification": {"high": 2, "mild": 2, "major": 2}, "spendCapUsd": 1},
-        headers=served.headers(),
-    )
-    assert judge.status_code == 201, judge.text
-    run = served.wait(f"{API}/experiments/{experiment_id}/judge/{judge.json()['data']['id']}")
     pairs = served.client.get(f"{API}/experiments/{experiment_id}/results?limit=1", headers=served.headers())
     assert pairs.status_code == 200 and pairs.json()["data"], pairs.text
     key = served.client.post(
@@ -247,7 +242,7 @@ def abc(served: Served, finished_with_responses: dict[str, Any]) -> Iterator[Obj
     yield Objects(
         ids={
             "experiment_id": experiment_id,
-            "judge_run_id": run["id"],
+            "judge_run_id": finished_judge_run["id"],
             "request_id": pairs.json()["data"][0]["request_id"],
             "credential_id": credential.json()["data"]["id"],
             "project_id": PROJECT,

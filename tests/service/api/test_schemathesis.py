@@ -116,7 +116,9 @@ def _ids(served: Served, path: str) -> set[str]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _objects(served: Served, finished_with_responses: dict[str, Any]) -> Iterator[None]:
+def _objects(
+    served: Served, finished_with_responses: dict[str, Any], finished_judge_run: dict[str, Any]
+) -> Iterator[None]:
     """Real proj_abc objects for the fuzzer to reach; what the fuzzing changed is put back afterwards.
 
     proj_abc's settings (fuzzed PATCHes), and the schedules and webhooks fuzzed creates may have made
@@ -137,11 +139,6 @@ def _objects(served: Served, finished_with_responses: dict[str, Any]) -> Iterato
         "config": served.client.post(
             f"{api}/projects/{PROJECT}/routing-configs",
             json={"slug": "fuzz-target", "policy": "single", "config": {"model": "gpt-4o-mini"}},
-            headers=headers,
-        ),
-        "judge": served.client.post(
-            f"{api}/experiments/{experiment_id}/judge",
-            json={"stratification": {"high": 2, "mild": 2, "major": 2}, "spendCapUsd": 1},
             headers=headers,
         ),
         "webhook": served.client.post(
@@ -168,7 +165,7 @@ def _objects(served: Served, finished_with_responses: dict[str, Any]) -> Iterato
         request_id=data["pairs"][0]["request_id"],
         credential_id=data["credential"]["id"],
         slug="fuzz-target",
-        judge_run_id=served.wait(f"{api}/experiments/{experiment_id}/judge/{data['judge']['id']}")["id"],
+        judge_run_id=finished_judge_run["id"],
         webhook_id=data["webhook"]["id"],
         schedule_id=data["schedule"]["id"],
     )
