@@ -9,7 +9,8 @@ output multiplier, each a point and ``DRAWS`` seeded draws of its uncertainty.
 
 * **Learned** (at least ``MIN_LEARNED_PAIRS`` pairs over the project's most recent runs, at most
   ``MAX_LEARNED_PAIRS``): the point is the ratio of sums (candidate tokens ÷ logged tokens over the pairs,
-  what prices a total right); its draws are a bootstrap over the pairs.
+  what prices a total right); its draws are a bootstrap over the pairs. A move with too few pairs of its
+  own learns from the pairs of every move to the same candidate, pooled.
 * **Prior** otherwise. Input tokens: 1 within one vendor; across vendors the ratio of the two vendors'
   ``TOKENIZER_RANGES`` (tokens per OpenAI ``o200k`` token, a 90% range each, combined in log space).
   Output tokens: centred on 1 (no direction is known), log-normal with ``VERBOSITY_SIGMA`` plus
@@ -55,6 +56,9 @@ UNKNOWN_TOKENIZER = (0.80, 1.30)
 VERBOSITY_SIGMA = 0.15
 #: ... and what each step of quality tier between them adds.
 VERBOSITY_SIGMA_PER_TIER = 0.10
+#: The "baseline model" of a judge run's observations: the judge preflight's token estimate of each call
+#: (so judge preflights learn too). Never pooled with the moves of routed traffic.
+JUDGE_ESTIMATE = "judge-preflight-estimate"
 #: z of a two-sided 90% interval.
 Z90 = 1.6448536269514722
 
@@ -157,11 +161,18 @@ class Calibration:
         return self._moves[key]
 
     def _learned(self, baseline: str, candidate: str) -> Move | None:
+        """From the pairs of this very move, else from those of every move to ``candidate``."""
+        return self._pooled(baseline, candidate, pooled=False) or self._pooled(baseline, candidate, pooled=True)
+
+    def _pooled(self, baseline: str, candidate: str, *, pooled: bool) -> Move | None:
         columns: list[list[int]] = [[], [], [], []]
         runs: list[str] = []
         for record in self.observations:
             for move in record.moves:
-                if (move.baseline_model, move.candidate_model) != (baseline, candidate):
+                if move.candidate_model != candidate or (
+                    move.baseline_model != baseline
+                    and (not pooled or JUDGE_ESTIMATE in (baseline, move.baseline_model))
+                ):
                     continue
                 room = MAX_LEARNED_PAIRS - len(columns[0])
                 if room <= 0:
@@ -183,7 +194,9 @@ class Calibration:
             return None
         logged_in, cand_in, logged_out, cand_out = (np.asarray(c, dtype=np.float64) for c in columns)
         index = _rng(baseline, candidate, "learned").integers(0, pairs, size=(DRAWS, pairs))
+        runs = list(dict.fromkeys(runs))
         runs_text = ", ".join(runs)
+        scope = f"of every move to {candidate} (fewer than {MIN_LEARNED_PAIRS} from {baseline}) " if pooled else ""
 
         def ratio(logged: np.ndarray, cand: np.ndarray, what: str) -> Draws:
             draws = cand[index].sum(axis=1) / logged[index].sum(axis=1)
@@ -193,7 +206,7 @@ class Calibration:
                 low=float(low),
                 high=float(high),
                 source="learned",
-                basis=f"{what} of {pairs:,} answered pairs of {runs_text}",
+                basis=f"{what} of {pairs:,} answered pairs {scope}in {runs_text}",
                 pairs=pairs,
                 runs=runs,
             )
@@ -232,6 +245,7 @@ class Calibration:
 __all__ = [
     "CALIBRATION_SEED",
     "DRAWS",
+    "JUDGE_ESTIMATE",
     "MAX_LEARNED_PAIRS",
     "MIN_LEARNED_PAIRS",
     "TOKENIZER_RANGES",

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from engine import judge
+from engine.calibration import JUDGE_ESTIMATE, Calibration, observe
 from engine.errors import ConfigError, Conflict
 from engine.fanout import Job, Outcome, Price
 from engine.pricing import Catalog
@@ -32,7 +33,7 @@ from engine.runs import (
     suggested_cap,
     unrecorded_calls,
 )
-from engine.schema import Experiment, JudgeCreate, JudgePreflight, JudgeRun, Progress, Project
+from engine.schema import Experiment, JudgeCreate, JudgePreflight, JudgeRun, Observations, Progress, Project
 from engine.similarity import bucket_of
 from engine.store import new_id, utcnow
 
@@ -127,9 +128,40 @@ def plan_judge(experiment: Experiment, spec: JudgeCreate, ctx: RunContext) -> Ju
         judge.estimate_tokens(rubric, judge.request_text(r["request_json"]), r["baseline_text"], r["candidate_text"])
         for r in sample.iter_rows(named=True)
     ]
+    sample = sample.with_columns(estimated_prompt_tokens=pl.Series(prompt_tokens, dtype=pl.Int64))
     mean_prompt = float(np.mean(prompt_tokens)) if prompt_tokens else 0.0
-    per_call = (mean_prompt * price.input_per_mtok + judge.VERDICT_TOKENS * price.output_per_mtok) / 1e6
+    mean_reply = float(judge.VERDICT_TOKENS)
+    learned = Calibration(ctx.store.list_observations(experiment.project_id), ctx.catalog).move(
+        JUDGE_ESTIMATE, spec.judge_model
+    )
+    if learned.input.info.source == "learned":
+        mean_prompt *= learned.input.point
+        mean_reply *= learned.output.point
+        notes.append(
+            f"perCallEstimateUsd scales the estimated prompt and reply tokens by what the project's judge runs "
+            f"({', '.join(learned.input.info.runs)}) showed for {spec.judge_model}: prompt x{learned.input.point:.2f}, "
+            f"reply x{learned.output.point:.2f}."
+        )
+    per_call = (mean_prompt * price.input_per_mtok + mean_reply * price.output_per_mtok) / 1e6
     return JudgePlan(sample, allocation, rubric, per_call, 2 if spec.order == "both" else 1, notes)
+
+
+def judge_observations(run: JudgeRun, made: pl.DataFrame, pairs: pl.DataFrame) -> Observations:
+    """A completed judge run's answered calls: estimated vs reported tokens (what later judge preflights learn)."""
+    answered = (
+        made.filter(pl.col("status") == "ok")
+        .join(pairs.select("request_id", "estimated_prompt_tokens"), on="request_id")
+        .select(
+            pl.lit(JUDGE_ESTIMATE).alias("baseline_model"),
+            pl.lit(run.judge_model).alias("candidate_model"),
+            pl.col("call_id").alias("request_id"),
+            pl.col("estimated_prompt_tokens").alias("input_tokens"),
+            pl.lit(judge.VERDICT_TOKENS, pl.Int64).alias("output_tokens"),
+            pl.col("input_tokens").alias("candidate_input_tokens"),
+            pl.col("output_tokens").alias("candidate_output_tokens"),
+        )
+    )
+    return observe(run.id, run.project_id, utcnow(), answered)
 
 
 def preflight_judge(experiment: Experiment, spec: JudgeCreate, project: Project, ctx: RunContext) -> JudgePreflight:
@@ -385,6 +417,8 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
         answered.get_column("cost_usd").to_numpy(),
         answered.get_column("call_id").replace_strict(reserved, default=0.0, return_dtype=pl.Float64).to_numpy(),
     )
+    if status == "completed":
+        ctx.store.put_observations(judge_observations(run, made, planned.pairs))
     finished = running.model_copy(
         update={
             "status": status,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -21,7 +21,7 @@ from engine.calibration import Calibration, Move, observe
 from engine.credentials import Credentials
 from engine.errors import ConfigError, EmptyWindowError
 from engine.experiment import candidate_policy, spec_of, window_of
-from engine.fanout import Endpoint, FanoutReport, Job, Outcome, Price
+from engine.fanout import Endpoint, Job, Outcome, Price
 from engine.logs import check_prompts, load_window
 from engine.pricing import Catalog, piecewise
 from engine.providers import ChatCall
@@ -56,6 +56,9 @@ from engine.schema import (
 from engine.settings import Settings
 from engine.similarity import EmbeddingCache, get_embedder, histogram, score_pairs
 from engine.store import Store, utcnow
+
+if TYPE_CHECKING:
+    from engine.fanout import FanoutReport
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 #: Characters per token, for estimating embedding tokens from text length.
@@ -177,8 +180,16 @@ def draw_sample(rows: pl.DataFrame, size: int, method: str, seed: int) -> pl.Dat
 
 
 def _learned_moves(policy: Policy, ctx: RoutingContext, calibration: Calibration) -> list[Move]:
-    """The moves of the window's models to the policy's whose token multipliers the project's runs taught."""
-    moves = (calibration.move(b, c) for b in sorted(ctx.stats) for c in sorted(policy.models()))
+    """The moves whose token multipliers the project's runs taught.
+
+    From each of the window's models to each of the policy's, and to itself: a row that stays is re-run too.
+    """
+    priced = ctx.catalog.models
+    moves = (
+        calibration.move(b, c)
+        for b in sorted(ctx.stats)
+        for c in sorted(policy.models() | ({b} if b in priced else set()))
+    )
     return [m for m in moves if m.input.info.source == "learned"]
 
 

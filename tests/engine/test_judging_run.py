@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import ray
 
+from engine.calibration import Calibration
 from engine.errors import ConfigError
 from engine.fanout import ensure_ray
 from engine.judging import CallStore
@@ -25,6 +26,9 @@ PROFILES = {
     "gpt-4o": SimProfile(judge=SimJudgeProfile(agreement=1.0)),
     "gpt-4.1-nano": SimProfile(judge=SimJudgeProfile(position_bias=0.6, agreement=1.0)),
     "gpt-4.1-mini": SimProfile(judge=SimJudgeProfile(parse_failure=0.3, agreement=1.0)),
+    # A judge only the learning test uses, and one whose preflight no run of this module teaches.
+    "gpt-4.1": SimProfile(judge=SimJudgeProfile(agreement=1.0)),
+    "o4-mini": SimProfile(judge=SimJudgeProfile(agreement=1.0)),
 }
 
 
@@ -120,6 +124,22 @@ def test_a_run_summarises_verdicts_with_intervals(setup: tuple[core.Services, st
     assert major[0]["baseline_text"] and major[0]["candidate_text"]
 
 
+def test_a_judge_run_teaches_the_next_preflight(setup: tuple[core.Services, str]) -> None:
+    svc, experiment_id = setup
+    body = judge_body(judgeModel="gpt-4.1")
+    before = core.preflight_judge(svc, experiment_id, body)
+    assert not any("judge runs" in n for n in before.notes)
+    run = core.create_judge_run(svc, experiment_id, body)
+    assert run.status == "completed" and run.estimate_error is not None and run.estimate_error.overall is not None
+    after = core.preflight_judge(svc, experiment_id, body)
+    (note,) = [n for n in after.notes if "judge runs" in n]
+    assert run.id in note and "gpt-4.1" in note
+    assert abs(run.spend_usd / after.estimated_cost_usd - 1) < abs(run.estimate_error.overall - 1)
+    # What a judge showed never prices routed traffic.
+    calibration = Calibration(svc.store.list_observations("demo"), svc.catalog)
+    assert calibration.move("gpt-4o", "gpt-4.1").input.info.source == "prior"
+
+
 def test_both_orders_turn_position_flips_into_equivalent(setup: tuple[core.Services, str]) -> None:
     svc, experiment_id = setup
     biased = core.create_judge_run(svc, experiment_id, judge_body(judgeModel="gpt-4.1-nano", order="both"))
@@ -142,10 +162,10 @@ def test_parse_errors_are_counted_and_excluded(setup: tuple[core.Services, str])
 
 def test_cap_reached_mid_run_cancels_with_reason(setup: tuple[core.Services, str]) -> None:
     svc, experiment_id = setup
-    pre = core.preflight_judge(svc, experiment_id, judge_body())
-    # Calls cost ~0.7x the estimate: a cap of 0.6x is reached near the end, before any projected overrun.
+    pre = core.preflight_judge(svc, experiment_id, judge_body(judgeModel="o4-mini"))
+    # Untaught, calls cost ~0.7x the estimate: a cap of 0.6x is reached near the end, before any projected overrun.
     cap = pre.estimated_cost_usd * 0.6
-    run = core.create_judge_run(svc, experiment_id, judge_body(spendCapUsd=cap))
+    run = core.create_judge_run(svc, experiment_id, judge_body(judgeModel="o4-mini", spendCapUsd=cap))
     assert run.status == "cancelled"
     assert "spend cap reached" in (run.status_reason or "") and "pairs judged" in (run.status_reason or "")
     assert run.spend_usd <= cap  # reservations cover each call's prompt and max_tokens
