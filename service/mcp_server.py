@@ -26,7 +26,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
-import typer
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -635,25 +634,8 @@ def open_api(server_url: str | None, svc: core.Services | None) -> tuple[Api, li
     return local, [p.id for p in core.list_projects(svc, project_ids=scope)]
 
 
-ServerOption = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        envvar="REHEARSAL_SERVER",
-        show_envvar=True,
-        help=f"Call the REST API of this `rehearsal serve` instead of the local store (key from ${KEY_ENV}).",
-    ),
-]
-LogsOption = Annotated[
-    str | None, typer.Option("--logs", help="Log-store root (default $REHEARSAL_LOGS); the same as `serve`'s.")
-]
-PricingOption = Annotated[
-    Path | None, typer.Option("--pricing", help="Pricing catalog (default $REHEARSAL_PRICING); the same as `serve`'s.")
-]
-
-
-def command(server: ServerOption = None, logs: LogsOption = None, pricing: PricingOption = None) -> None:
-    """Serve the experiment, judge and schedule tools to an MCP client over stdio (key from $REHEARSAL_API_KEY)."""
+def run_stdio(server: str | None, logs: str | None, pricing: Path | None) -> None:
+    """Serve the tools over stdio, on the REST API at ``server`` or on the local store (``rehearsal mcp``)."""
     if server and (logs or pricing):
         raise ConfigError("--logs and --pricing apply to local use only; the server uses its own", param="--server")
     svc = None if server else core.open_services(get_settings(), logs=logs, pricing=pricing)

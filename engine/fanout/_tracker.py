@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import ray
-
 from engine.fanout._journal import append_sent, append_settled
 from engine.fanout._ledger import SpendLedger
 
@@ -59,6 +57,8 @@ def fence(run_id: str, timeout_s: float = 30.0) -> None:
     A driver killed mid-run may leave its call workers running for a while (until Ray notices); without
     their tracker they are granted nothing more, so once this returns the run's journal is complete.
     """
+    import ray  # here, not at the top: importing the engine (a CLI's --help) must not import Ray
+
     try:
         leftover = ray.get_actor(tracker_name(run_id))
     except ValueError:
@@ -79,6 +79,7 @@ def spend_tracker(name: str, cap_usd: float, journal: str | None = None) -> Any:
 
     It writes the run's journal, which the driver reads after a crash: so it runs where the driver does.
     """
+    import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)

@@ -6,11 +6,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from engine.fanout._tracker import TrackerClient
 from engine.netpolicy import Target
-from engine.providers import ChatCall, ChatResult, OpenAICompatible, Provider, RetryPolicy
+from engine.providers import ChatCall, ChatResult, Provider
+
+if TYPE_CHECKING:
+    from engine.providers import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,8 @@ class CallWorker:
     ) -> None:
         self.endpoints = endpoints
         self.tracker = tracker
+        from engine.providers import RetryPolicy  # the SDK loads with the first worker, not with the engine
+
         self.retry = retry or RetryPolicy()
         self.semaphore = asyncio.Semaphore(concurrency)
         self.providers: dict[str, Provider] = {}
@@ -192,6 +197,8 @@ class CallWorker:
 
     def _provider(self, name: str) -> Provider:
         if name not in self.providers:
+            from engine.providers import OpenAICompatible
+
             ep = self.endpoints[name]
             self.providers[name] = OpenAICompatible(
                 base_url=ep.base_url, api_key=ep.api_key, retry=self.retry, pin=ep.pin

@@ -11,11 +11,11 @@ from rich.text import Text
 from engine.errors import ConfigError, Forbidden, NotFound, RehearsalError, Unauthorized
 from service.cli import _experiments, _judge, _logs, _pricing, _projects
 from service.cli._common import err, services
+from service.cli._mcp import mcp
 from service.cli._schedule import schedule_app, signals_app, webhooks_app
 from service.cli._secrets import secrets_app
 from service.cli._serve import keys_app, serve
 from service.cli._sim import sim_provider
-from service.mcp_server import command as mcp_command
 
 app = typer.Typer(
     name="rehearsal",
@@ -36,7 +36,7 @@ app.add_typer(signals_app, name="signals")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(secrets_app, name="secrets")
 app.command("serve")(serve)
-app.command("mcp")(mcp_command)
+app.command("mcp")(mcp)
 
 _state = {"debug": False}
 

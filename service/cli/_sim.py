@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from engine.providers._sim import DEFAULT_SIM_CONFIG, SimServer, load_sim_config
 from service.cli._common import err
 
 
@@ -25,6 +24,8 @@ def sim_provider(
     ] = None,
 ) -> None:
     """Serve the rehearsal SIMULATOR: a fake OpenAI-compatible provider for tests and demos (Ctrl-C stops it)."""
+    from engine.providers._sim import DEFAULT_SIM_CONFIG, SimServer, load_sim_config  # its web server, only here
+
     sim_config = load_sim_config(config or DEFAULT_SIM_CONFIG)
     with SimServer(sim_config, host=host, port=port, call_log=call_log) as server:
         err.print(

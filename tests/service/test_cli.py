@@ -78,6 +78,28 @@ def test_run_show_list_promote(cli, tmp_path: Path) -> None:  # type: ignore[no-
     assert project["experiment_spend_cap_usd"] == 50 and project["logging_mode"] == "full"
 
 
+#: What only paid runs, the server or MCP need; a routing-only command loads none of it.
+HEAVY = ("ray", "openai", "torch", "sentence_transformers", "prefect", "fastapi", "mcp", "mcp_types")
+PROBE = f"""
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr))
+from service.cli import main
+sys.argv = ["rehearsal", *sys.argv[1:]]
+main()
+"""
+
+
+def test_help_and_a_routing_only_run_import_no_heavy_package(tmp_path: Path, log_store: Path) -> None:
+    env = {"REHEARSAL_HOME": str(tmp_path / "home"), "REHEARSAL_LOGS": str(log_store), "PATH": "/usr/bin:/bin"}
+    spec = write_spec(tmp_path, SPEC)
+    for args in (["--help"], ["experiment", "run", spec, "--json"]):
+        proc = subprocess.run(
+            [sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stderr.strip().splitlines()[-1]) == [], args
+
+
 def test_replaying_the_baseline_against_itself(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     spec = SPEC | {
         "candidatePolicy": "single",
@@ -85,8 +107,15 @@ def test_replaying_the_baseline_against_itself(cli, tmp_path: Path) -> None:  # 
         "filters": {"models": ["gpt-4o"]},
     }
     experiment = json.loads(cli("experiment", "run", write_spec(tmp_path, spec), "--json").stdout)
-    assert experiment["baseline_summary"] == experiment["candidate_summary"]
-    assert experiment["deltas"] == {
+
+    def points(figures: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in figures.items() if not k.endswith("_interval")}
+
+    assert points(experiment["baseline_summary"]) == points(experiment["candidate_summary"])
+    # Nothing moves, so nothing is uncertain: every delta's interval is the point.
+    for name in points(experiment["deltas"]):
+        assert experiment["deltas"][f"{name}_interval"] == {"low": pytest.approx(0), "high": pytest.approx(0)}
+    assert points(experiment["deltas"]) == {
         "cost_delta_usd": 0.0,
         "cost_delta_pct": 0.0,
         "latency_p50_delta_pct": 0.0,
