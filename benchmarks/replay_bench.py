@@ -63,6 +63,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from engine.calibration import Calibration
 from engine.logs import Window, load_window, partition_files, write_partitioned
 from engine.pricing import Catalog, ModelPrice, load_catalog
 from engine.replay import REPLAY_COLUMNS, ReplayResult, replay
@@ -175,8 +176,8 @@ rate AS (SELECT avg((status <> 'ok')::DOUBLE) AS p FROM w WHERE model = $model),
 cand AS (
     SELECT w.*,
         CASE WHEN w.model = $model THEN w.cost_usd
-             ELSE ((w.input_tokens - w.cached_input_tokens) * $input_rate + w.cached_input_tokens * $cached_rate
-                   + w.output_tokens * $output_rate) / 1e6 END AS c_cost,
+             ELSE (((w.input_tokens - w.cached_input_tokens) * $input_rate + w.cached_input_tokens * $cached_rate)
+                   * {input_multiplier} + w.output_tokens * $output_rate) / 1e6 END AS c_cost,
         CASE WHEN w.model = $model THEN w.latency_ms
              ELSE greatest(fit.a + fit.b * w.output_tokens + resid.r, 1.0) END AS c_latency,
         CASE WHEN w.model = $model THEN w.status <> 'ok'
@@ -215,13 +216,31 @@ def duckdb_single(con: duckdb.DuckDBPyConnection, query: str, price: ModelPrice)
     return dict(zip(names, row, strict=True))
 
 
-def duckdb_query(files: list[Path], window: Window) -> str:
-    """``DUCKDB_SINGLE`` over ``files`` and the window's bounds."""
+def input_multipliers(catalog: Catalog, models: list[str]) -> dict[str, float]:
+    """The prior input-token multiplier of each model's move to ``CANDIDATE`` (what our replay prices with).
+
+    Only the tokenizer prior moves a point off 1 (output multipliers are centred on 1), so the references
+    scale the prompt side by it to price the same tokens.
+    """
+    calibration = Calibration([], catalog)
+    return {m: calibration.move(m, CANDIDATE).input.point for m in models if m != CANDIDATE}
+
+
+def duckdb_query(files: list[Path], window: Window, multipliers: dict[str, float]) -> str:
+    """``DUCKDB_SINGLE`` over ``files``, the window's bounds and the models' input multipliers."""
     listed = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
-    return DUCKDB_SINGLE.format(files=listed, start=window.start.isoformat(), end=window.end.isoformat())
+    cases = " ".join(f"WHEN '{m}' THEN {v!r}" for m, v in sorted(multipliers.items()))
+    return DUCKDB_SINGLE.format(
+        files=listed,
+        start=window.start.isoformat(),
+        end=window.end.isoformat(),
+        input_multiplier=f"(CASE w.model {cases} ELSE 1.0 END)" if cases else "1.0",
+    )
 
 
-def pandas_single(files: list[Path], window: Window, price: ModelPrice) -> dict[str, Any]:
+def pandas_single(
+    files: list[Path], window: Window, price: ModelPrice, multipliers: dict[str, float]
+) -> dict[str, Any]:
     """The ``single`` replay in pandas and numpy."""
     df = pd.read_parquet(files, columns=list(REPLAY_COLUMNS))
     df = df[(df["timestamp"] >= window.start) & (df["timestamp"] < window.end)]
@@ -246,7 +265,9 @@ def pandas_single(files: list[Path], window: Window, price: ModelPrice) -> dict[
     pick = pd.util.hash_pandas_object(ids, index=False, hash_key="bench-residuals!").to_numpy()
     draw = (pd.util.hash_pandas_object(ids, index=False, hash_key="bench-error-draw").to_numpy() >> 11) / 2.0**53
     error_rate = failed[is_cand].mean()
-    estimated = ((inp - cached) * price.input_per_mtok + cached * price.cached_rate + x * price.output_per_mtok) / 1e6
+    scale = df["model"].map(multipliers).fillna(1.0).to_numpy(np.float64)
+    prompt = ((inp - cached) * price.input_per_mtok + cached * price.cached_rate) * scale
+    estimated = (prompt + x * price.output_per_mtok) / 1e6
     c_cost = np.where(is_cand, cost, estimated)
     c_latency = np.where(is_cand, latency, np.maximum(a + b * x + residuals[pick % len(residuals)], 1.0))
     c_error = np.where(is_cand, failed, draw < error_rate)
@@ -450,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     cost_optimized = build_policy("cost_optimized", {"allowed_models": COST_MODELS})
     price = catalog.price(CANDIDATE)
     con = duckdb.connect()
-    query = duckdb_query(files, window)
+    multipliers = input_multipliers(catalog, sorted(catalog.models))
+    query = duckdb_query(files, window, multipliers)
 
     phases = [
         measure("floor", "pl.scan_parquet + window filter + REPLAY_COLUMNS", lambda: floor(files, window), args.repeat),
@@ -462,7 +484,12 @@ def main(argv: list[str] | None = None) -> int:
             args.repeat,
         ),
         measure("duckdb single", "one SQL query", lambda: duckdb_single(con, query, price), args.repeat),
-        measure("pandas single", "read_parquet + numpy", lambda: pandas_single(files, window, price), args.repeat),
+        measure(
+            "pandas single",
+            "read_parquet + numpy",
+            lambda: pandas_single(files, window, price, multipliers),
+            args.repeat,
+        ),
         measure(
             "  load_window",
             "breakdown: read only",

@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 
 from engine.pricing import Catalog
+from engine.routing import LatencyFit
 from engine.schema import Multiplier, Observations, PairObservations, TokenMultipliers
 
 #: Fewest answered pairs of one move before its learned multipliers are trusted over the priors.
@@ -107,7 +108,8 @@ def observe(experiment_id: str, project_id: str, created_at: dt.datetime, pairs:
 
     ``pairs``: one row per answered pair with ``baseline_model``, ``candidate_model``, the log's
     ``input_tokens`` / ``output_tokens`` and the provider's ``candidate_input_tokens`` /
-    ``candidate_output_tokens``. Pairs whose logged tokens are 0 teach nothing and are left out.
+    ``candidate_output_tokens``, and optionally ``candidate_latency_ms``. Pairs whose logged tokens are 0
+    teach nothing and are left out.
     """
     usable = pairs.filter((pl.col("input_tokens") > 0) & (pl.col("output_tokens") > 0)).sort("request_id")
     moves = []
@@ -120,6 +122,11 @@ def observe(experiment_id: str, project_id: str, created_at: dt.datetime, pairs:
                 candidate_input_tokens=group.get_column("candidate_input_tokens").fill_null(0).to_list(),
                 logged_output_tokens=group.get_column("output_tokens").to_list(),
                 candidate_output_tokens=group.get_column("candidate_output_tokens").fill_null(0).to_list(),
+                candidate_latency_ms=(
+                    group.get_column("candidate_latency_ms").fill_null(0.0).to_list()
+                    if "candidate_latency_ms" in group.columns
+                    else []
+                ),
             )
         )
     moves.sort(key=lambda m: (m.baseline_model, m.candidate_model))
@@ -159,6 +166,35 @@ class Calibration:
                 baseline, candidate, self._input_prior(baseline, candidate), self._output_prior(baseline, candidate)
             )
         return self._moves[key]
+
+    def latency_fit(self, candidate: str) -> LatencyFit | None:
+        """``latency = a + b * output_tokens`` of ``candidate`` over the answered pairs of every move to it.
+
+        A least-squares line through at least ``MIN_LEARNED_PAIRS`` pairs (at most ``MAX_LEARNED_PAIRS``,
+        newest runs first); a line that falls with length is replaced by the mean (slope 0).
+        """
+        tokens: list[int] = []
+        latency: list[float] = []
+        runs: list[str] = []
+        for record in self.observations:
+            for move in record.moves:
+                if move.candidate_model != candidate or move.baseline_model == JUDGE_ESTIMATE:
+                    continue
+                # Records of runs that kept no latencies have none (zip stops at once).
+                timed = zip(move.candidate_output_tokens, move.candidate_latency_ms, strict=False)
+                kept = [(t, ms) for t, ms in timed if ms > 0]
+                kept = kept[: MAX_LEARNED_PAIRS - len(tokens)]
+                if kept:
+                    tokens += [t for t, _ in kept]
+                    latency += [ms for _, ms in kept]
+                    runs.append(record.experiment_id)
+        if len(tokens) < MIN_LEARNED_PAIRS:
+            return None
+        x, y = np.asarray(tokens, dtype=np.float64), np.asarray(latency, dtype=np.float64)
+        slope, intercept = np.polyfit(x, y, 1) if np.ptp(x) > 0 else (0.0, float(y.mean()))
+        if slope < 0:
+            slope, intercept = 0.0, float(y.mean())
+        return LatencyFit(float(intercept), float(slope), len(tokens), tuple(dict.fromkeys(runs)))
 
     def _learned(self, baseline: str, candidate: str) -> Move | None:
         """From the pairs of this very move, else from those of every move to ``candidate``."""

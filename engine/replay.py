@@ -96,6 +96,13 @@ def _route_notes(ctx: RoutingContext, moved: list[str]) -> list[str]:
                 f"Latency of {model} comes from a fit on its {stats.ok_rows:,} successful rows in the window "
                 "(latency = a + b * output_tokens, plus resampled residuals)."
             )
+        elif model in ctx.learned_latency:
+            fit = ctx.learned_latency[model]
+            notes.append(
+                f"Latency of {model} comes from a fit on {fit.pairs:,} of its answers in the project's runs "
+                f"({', '.join(fit.runs)}): latency = {fit.intercept:.0f} ms + {fit.slope:.2f} ms * output_tokens; "
+                f"the window has fewer than {MIN_OBSERVED_ROWS} successful rows of it."
+            )
         else:
             profile = ctx.catalog.price(model).profile
             guess = "" if profile == "listed" else f" ({profile} profile: the pricing file does not list {model})"
@@ -355,7 +362,8 @@ def replay(
         catalog.price(model, param=policy.param)
     calibration = calibration or Calibration([], catalog)
     frame, cost_notes = price_missing_costs(frame, catalog)
-    ctx = RoutingContext(catalog, frame, as_of)
+    learned_latency = {m: fit for m in sorted(policy.models()) if (fit := calibration.latency_fit(m)) is not None}
+    ctx = RoutingContext(catalog, frame, as_of, learned_latency)
     rows = candidate_rows(frame, policy, ctx, calibration).collect()
     n = rows.height
     totals = rows.select(

@@ -255,6 +255,9 @@ class PairObservations(BaseModel):
     candidate_input_tokens: list[int]
     logged_output_tokens: list[int]
     candidate_output_tokens: list[int]
+    #: The candidate's latency of each pair, aligned with ``candidate_output_tokens`` (empty in records of
+    #: runs that kept none, and in a judge run's).
+    candidate_latency_ms: list[float] = []
 
 
 class Observations(BaseModel):

@@ -6,12 +6,13 @@ Policies register by name (``candidatePolicy``); ``build_policy`` validates a
 
 from engine.routing import _ab_test, _cascade, _custom_rules, _fallback, _optimized, _single  # noqa: F401  (registration)
 from engine.routing._base import Policy, RefResolver, Route, build_policy, policy_names, register
-from engine.routing._context import MIN_OBSERVED_ROWS, ModelStats, RoutingContext, observe
+from engine.routing._context import MIN_OBSERVED_ROWS, LatencyFit, ModelStats, RoutingContext, observe
 from engine.routing._expr import FIELDS, compile_condition
 
 __all__ = [
     "FIELDS",
     "MIN_OBSERVED_ROWS",
+    "LatencyFit",
     "ModelStats",
     "Policy",
     "RefResolver",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,16 @@ from engine.pricing import AsOf, Catalog, today
 MIN_OBSERVED_ROWS = 200
 #: Base seed of every routing draw. Changing it changes every replay.
 ROUTING_SEED = 20260101
+
+
+@dataclass(frozen=True)
+class LatencyFit:
+    """``latency_ms = intercept + slope * output_tokens`` of one model, learned from calls rehearsal made."""
+
+    intercept: float
+    slope: float
+    pairs: int
+    runs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -92,9 +102,17 @@ class RoutingContext:
     same window always routes the same way.
     """
 
-    def __init__(self, catalog: Catalog, frame: pl.DataFrame, as_of: AsOf | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        frame: pl.DataFrame,
+        as_of: AsOf | None = None,
+        learned_latency: Mapping[str, LatencyFit] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.frame = frame
+        #: Latency fits the project's runs taught, for models the window has too few rows of to fit.
+        self.learned_latency = dict(learned_latency or {})
         #: The date of the list prices that price moved rows, or ``"row"``: each row's own date.
         self.as_of: AsOf = today() if as_of is None else as_of
         self.stats = observe(frame)
@@ -135,10 +153,12 @@ class RoutingContext:
         if stats is not None and stats.has_fit:
             assert stats.slope is not None
             return stats.slope
+        if model in self.learned_latency:
+            return self.learned_latency[model].slope
         return 1000.0 / self.catalog.price(model).output_tokens_per_s
 
     def expected_latency(self, model: str, output_tokens: pl.Expr | None = None) -> pl.Expr:
-        """Expected latency of each row on ``model``: the window's fit, else the catalog profile.
+        """Expected latency of each row on ``model``: the window's fit, else a learned one, else the catalog profile.
 
         ``output_tokens``: the answer's length on ``model`` (default: the logged ``output_tokens``).
         """
@@ -146,6 +166,9 @@ class RoutingContext:
         stats = self.stats.get(model)
         if stats is not None and stats.has_fit:
             return pl.lit(stats.intercept) + pl.lit(stats.slope) * tokens
+        if model in self.learned_latency:
+            fit = self.learned_latency[model]
+            return pl.lit(fit.intercept) + pl.lit(fit.slope) * tokens
         price = self.catalog.price(model)
         return pl.lit(price.ttft_ms) + tokens / price.output_tokens_per_s * 1000.0
 

@@ -392,6 +392,13 @@ def test_one_run_teaches_the_replay_a_verbose_candidate(svc: core.Services, log_
         answered, logged = tokens[m.baseline_model]
         assert m.output.low <= answered / logged <= m.output.high
     assert any(learning.id in n for n in learned.notes)
+    # The window has no gpt-5-mini rows: its latency comes from the run's answers, not the catalog profile.
+    answers, _ = core.experiment_results(svc, learning.id, candidate_status="ok", limit=1000)
+    observed = [a["candidate_latency_ms"] for a in answers]
+    (note,) = [n for n in learned.notes if n.startswith("Latency of gpt-5-mini")]
+    assert f"fit on {len(observed)} of its answers" in note and learning.id in note
+    assert "catalog profile" in " ".join(naive.notes) and naive.candidate_summary.latency_p50_ms > max(observed)
+    assert min(observed) <= learned.candidate_summary.latency_p50_ms <= max(observed)
     # The same replay gives the same intervals.
     again = core.create_experiment(svc, replay)
     assert (again.candidate_summary, again.deltas) == (learned.candidate_summary, learned.deltas)
