@@ -100,7 +100,7 @@ def _figures(s: np.ndarray, n: int) -> dict[str, np.ndarray]:
     bc, cc, bp50, bp95, cp50, cp95, be, ce = (s[..., i] for i in range(8))
 
     def pct(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # non-finite values are dropped below
             return np.where(base != 0, (cand - base) / base * 100.0, np.nan)
 
     return {

@@ -3,7 +3,8 @@
 ``BodyLimits`` reads a mutating request's body once: too large is a 413, JSON
 nested too deeply or holding a number that is not finite (``Infinity``,
 ``NaN``, ``1e400``) is a 400 naming where, so no route, model or stored
-object ever meets such a value. ``CatchAll`` answers an unexpected error with
+object ever meets such a value; a JSON body sent with no JSON ``Content-Type``
+(curl's ``-d`` default) is read as JSON. ``CatchAll`` answers an unexpected error with
 the error envelope and swallows it: Starlette's own handler re-raises, and
 the server then drops the keep-alive connection of the next request.
 """
@@ -58,14 +59,31 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _parse(body: bytes) -> tuple[str, str | None] | None:
+def _parse(body: bytes) -> tuple[bool, tuple[str, str | None] | None]:
+    """Whether ``body`` is JSON, and what is wrong with it (``None``: nothing)."""
     try:
         value = json.loads(body)
     except RecursionError:
-        return f"the body nests deeper than {JSON_MAX_DEPTH} levels", None
+        return True, (f"the body nests deeper than {JSON_MAX_DEPTH} levels", None)
     except ValueError:
-        return None  # not JSON: the route answers that, naming what it expected
-    return json_problem(value)
+        return False, None  # not JSON: the route answers that, naming what it expected
+    return True, json_problem(value)
+
+
+#: What a client that names no JSON type sends: nothing, or curl's default for ``-d``.
+UNDECLARED = {b"", b"application/x-www-form-urlencoded"}
+
+
+def _as_json(scope: Scope) -> Scope:
+    """``scope`` with a JSON ``Content-Type`` where the client declared none (or curl's ``-d`` default).
+
+    The guides' own curls send JSON with ``-d`` and, in places, no ``-H "Content-Type: ..."``.
+    """
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+    declared = [v.split(b";")[0].strip().lower() for k, v in scope["headers"] if k.lower() == b"content-type"]
+    if any(d not in UNDECLARED for d in declared):
+        return scope
+    return {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
 
 
 class BodyLimits:
@@ -84,11 +102,11 @@ class BodyLimits:
                 413, f"the request body is larger than {BODY_MAX_BYTES // 1024} KiB", "request_too_large"
             )
             return await response(scope, receive, send)
-        problem = _parse(body) if body else None
+        is_json, problem = _parse(body) if body else (False, None)
         if problem is not None:
             message, param = problem
             return await error_response(400, message, "invalid_request_error", param)(scope, receive, send)
-        return await self.app(scope, replaying(body, receive), send)
+        return await self.app(_as_json(scope) if is_json else scope, replaying(body, receive), send)
 
 
 class CatchAll:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.service.api.conftest import PROJECT, Served, body_routing_only
@@ -75,6 +76,23 @@ def test_preflight_answers_the_guides_shape(served: Served) -> None:
     assert data["spendCapUsd"] == 50
     assert data["suggestedSpendCapUsd"] == min(max(2 * estimate["estimatedCostUsd"], 0.05), 50)
     assert data["requiresConfirmation"] is False and data["autoCancelRatio"] == 1.5
+
+
+def test_a_json_body_without_a_json_content_type_is_read_as_json(served: Served) -> None:
+    # The guide's with-responses schedule curl sends `-d '{...}'` with no Content-Type: curl then declares
+    # application/x-www-form-urlencoded. Other clients send none at all.
+    raw = json.dumps(PREFLIGHT).encode()
+    for declared in ({}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        answer = served.client.post("/manage/v1/experiments/preflight", content=raw, headers=served.headers(**declared))
+        assert answer.status_code == 200, (declared, answer.text)
+        assert answer.json()["data"]["estimate"]["rowCountInWindow"] > 0
+    # A body that is not JSON under curl's default type is still refused, naming what was expected.
+    form = served.client.post(
+        "/manage/v1/experiments/preflight",
+        content=b"projectId=proj_abc",
+        headers=served.headers(**{"Content-Type": "application/x-www-form-urlencoded"}),
+    )
+    assert form.status_code in (400, 422) and form.json()["error"]["message"]
 
 
 def test_with_responses_then_histogram_results_and_judge(
