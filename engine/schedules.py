@@ -150,7 +150,9 @@ class ScheduledExperiment(BaseModel):
     spend_cap_usd: float | None = None
     judge_rubric: str | None = None
     judge_model: str = "gpt-4o"
-    status: Literal["active", "paused"] = "active"
+    status: Literal["active", "paused", "deleted"] = Field(
+        "active", description="`deleted` only in the answer to its DELETE: a deleted schedule is gone."
+    )
     deployment_id: str | None = Field(None, description="The Prefect deployment that carries the cron.")
     next_run_at: dt.datetime | None = None
     last_run_at: dt.datetime | None = None

@@ -171,7 +171,7 @@ def delete_schedule(
         for experiment in unfinished:
             if experiment.scheduled_experiment_id == schedule.id:
                 svc.store.cancel_experiment(experiment.id, f"its scheduled experiment {schedule.id} was deleted")
-    return schedule.model_copy(update={"status": "paused", "next_run_at": None})
+    return schedule.model_copy(update={"status": "deleted", "next_run_at": None})
 
 
 def _set_paused(

@@ -267,8 +267,9 @@ def test_schedule_tools_drive_a_prefect_deployment(served: Served, env: dict[str
         for experiment_id in (created["last_experiment_id"], fire["id"]):  # the fire at creation, and this one
             ended = await until_ended(client, experiment_id)
             assert ended["status"] == "completed" and ended["scheduled_experiment_id"] == sid
-        deleted, _ = await ok(client, "delete_scheduled_experiment", scheduled_experiment_id=sid)
-        assert deleted["id"] == sid
+        deleted, said = await ok(client, "delete_scheduled_experiment", scheduled_experiment_id=sid)
+        assert deleted["id"] == sid and deleted["status"] == "deleted"
+        assert f"{sid} (" in said and ") deleted:" in said and "paused" not in said
         assert "does not exist" in await fails(client, "get_scheduled_experiment", scheduled_experiment_id=sid)
 
     session(env | {"REHEARSAL_API_KEY": served.live_key}, scenario)

@@ -145,7 +145,7 @@ def test_pause_resume_and_edits_in_prefect_read_back(served: Served) -> None:
     assert schedule["id"] in [s["id"] for s in listed.json()["data"]]
 
     deleted = served.client.delete(path, headers=served.headers(served.live_key))
-    assert deleted.status_code == 200
+    assert deleted.status_code == 200 and deleted.json()["data"]["status"] == "deleted"
     assert served.client.get(path, headers=served.headers(served.live_key)).status_code == 404
     assert get(served, f"/manage/v1/experiments/{schedule['last_experiment_id']}")["id"]  # past runs stay
 
