@@ -28,6 +28,8 @@ Verdict = Literal["better", "equivalent", "worse"]
 MAX_PAIRS = 1500
 #: Tokens budgeted for the judge's reply (the JSON verdict and a one-sentence reason).
 VERDICT_TOKENS = 80
+#: The share of pairs whose two orders disagreed at which a run's summary carries ``position_bias_warning``.
+POSITION_FLIP_WARN = 0.2
 CHARS_PER_TOKEN = 4.0
 Z_95 = 1.96
 
@@ -248,5 +250,13 @@ def summarize(rows: Sequence[Mapping[str, Any]], spend_usd: float, *, both_order
     }
     if both_orders:
         flips = [r["position_flip"] for r in parsed if r.get("position_flip") is not None]
-        summary["position_flip_rate"] = (sum(bool(f) for f in flips) / len(flips)) if flips else None
+        rate = (sum(bool(f) for f in flips) / len(flips)) if flips else None
+        summary["position_flip_rate"] = rate
+        summary["position_bias_warning"] = (
+            f"Position bias: on {rate:.0%} of pairs the two orders got opposite verdicts, so the judge followed "
+            "which answer came first, not what they said; those pairs count as equivalent, so the equivalent "
+            "share overstates agreement. Try another judge model."
+            if rate is not None and rate >= POSITION_FLIP_WARN
+            else None
+        )
     return summary

@@ -256,6 +256,8 @@ def judge_run_summary(run: JudgeRun) -> str:
         ]
         parts.append(f"{summary.get('judged_count', 0):,} judged: " + ", ".join(shares))
         parts.append(f"{summary.get('parse_errors', 0)} parse errors")
+        if summary.get("position_bias_warning"):
+            parts.append(f"WARNING {summary['position_bias_warning']}")
     parts.append(f"spent ${run.spend_usd:,.4f} of a ${run.spend_cap_usd:g} cap")
     if run.status_reason:
         parts.append(run.status_reason)

@@ -292,6 +292,8 @@ def judge_run_view(run: JudgeRun) -> Group:
         parts.append(buckets)
         if summary.get("position_flip_rate") is not None:
             parts.append(Text(f"Position flip rate (A/B vs B/A disagreed): {summary['position_flip_rate']:.0%}"))
+        if summary.get("position_bias_warning"):
+            parts.append(Text(summary["position_bias_warning"], style="bold yellow"))
         parts.append(Text(_HOW_TO_READ, style="dim"))
     for note in run.notes:
         parts.append(Text(f"• {note}", style="dim"))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import ray
+from rich.console import Console
 
 from engine.calibration import Calibration
 from engine.errors import ConfigError
@@ -17,6 +19,8 @@ from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer
 from engine.providers._sim_judge import SimJudgeProfile
 from engine.settings import Settings
 from service import core
+from service.cli._render import judge_run_view
+from service.mcp_server import judge_run_summary
 from tests.conftest import REPO, STORE_END
 
 PROFILES = {
@@ -145,10 +149,16 @@ def test_both_orders_turn_position_flips_into_equivalent(setup: tuple[core.Servi
     biased = core.create_judge_run(svc, experiment_id, judge_body(judgeModel="gpt-4.1-nano", order="both"))
     s = biased.summary
     assert s is not None and s["position_flip_rate"] > 0.2
+    # Never shown as a clean "mostly equivalent": the summary says the judge followed the position.
+    assert f"on {s['position_flip_rate']:.0%} of pairs" in s["position_bias_warning"]
+    shown = io.StringIO()
+    Console(file=shown, width=400).print(judge_run_view(biased))
+    assert "Position bias: on" in shown.getvalue() and "WARNING Position bias" in judge_run_summary(biased)
     flipped, _ = core.judge_results(svc, biased.id, limit=1000)
     assert all(r["verdict"] == "equivalent" for r in flipped if r["position_flip"])
     fair = core.create_judge_run(svc, experiment_id, judge_body(order="both"))
     assert fair.summary is not None and fair.summary["position_flip_rate"] < 0.1
+    assert fair.summary["position_bias_warning"] is None
 
 
 def test_parse_errors_are_counted_and_excluded(setup: tuple[core.Services, str]) -> None:
