@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -279,6 +279,33 @@ def scan_window(root: str, window: Window, columns: Iterable[str] | None = None)
     return pl.concat(frames, how="vertical")
 
 
+def store_projects(root: str) -> list[str]:
+    """The projects with a ``project_id=`` folder in a local log store (none for a remote one)."""
+    base = Path(root)
+    if _is_remote(root) or not base.is_dir():
+        return []
+    return sorted(p.name.removeprefix("project_id=") for p in base.iterdir() if p.name.startswith("project_id="))
+
+
+def find_request(root: str, project_id: str, request_id: str) -> dict[str, Any] | None:
+    """The logged row of ``request_id`` in ``project_id``'s store (every column, canonical types), or ``None``.
+
+    A scan of the project's ``request_id`` column (Parquet reads only the matching row group's other columns).
+    """
+    if _is_remote(root):
+        frame = pl.scan_parquet(f"{root.rstrip('/')}/project_id={project_id}/**/*.parquet", hive_partitioning=True)
+        frame = frame.select([c for c in SCHEMA if c != "project_id"]).with_columns(project_id=pl.lit(project_id))
+    else:
+        files = partition_files(root, project_id, strict=False)
+        if not files:
+            return None
+        frame = pl.concat(
+            [_conform(pl.scan_parquet(path), check_file(path), project_id) for path in files], how="vertical"
+        )
+    found = frame.filter(pl.col("request_id") == request_id).head(1).collect()
+    return found.row(0, named=True) if found.height else None
+
+
 def load_window(root: str, window: Window, columns: Iterable[str] | None = None) -> pl.DataFrame:
     """Collect the window's rows; an ``EmptyWindowError`` when none match."""
     if window.end <= window.start:
@@ -338,8 +365,7 @@ def inspect_store(root: str, catalog: Catalog | None = None) -> tuple[pl.DataFra
         raise LogSchemaError(f"log store {root} does not exist or is not a directory", param="logs")
     counts: list[pl.LazyFrame] = []
     problems: list[str] = []
-    for project_dir in sorted(p for p in base.iterdir() if p.name.startswith("project_id=")):
-        project_id = project_dir.name.removeprefix("project_id=")
+    for project_id in store_projects(root):
         problems += [
             f"{p}: not a date=YYYY-MM-DD partition, so its files are never read"
             for p in bad_partitions(root, project_id)

@@ -385,6 +385,32 @@ class Experiment(BaseModel):
     completed_at: dt.datetime | None = None
 
 
+class LoggedRequest(BaseModel):
+    """One request as the project's gateway logged it (``GET /manage/v1/logs/{request_id}``).
+
+    The log schema's columns, the prompt (``request_json``, the OpenAI chat request) and the answer.
+    """
+
+    object: Literal["log"] = "log"
+    project_id: str
+    request_id: str
+    timestamp: dt.datetime
+    model: str
+    provider: str
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int = 0
+    latency_ms: float | None = None
+    cost_usd: float | None = None
+    status: str
+    error_type: str | None = None
+    end_user_id: str | None = None
+    tags: list[str] | None = None
+    routing_config_version: int | None = None
+    request_json: str | None = Field(None, description="The logged chat request (null in metadata-only logs).")
+    response_text: str | None = Field(None, description="The logged answer (null in metadata-only logs).")
+
+
 class Project(BaseModel):
     """A project: the unit of logs, caps and access."""
 

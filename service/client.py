@@ -177,6 +177,11 @@ class RestClient:
         params = {"projectId": project_id, "status": status, "limit": limit, "cursor": cursor}
         return self._page("/manage/v1/experiments", params)
 
+    def get_logged_request(self, request_id: str, *, project_id: str | None = None) -> dict[str, Any]:
+        """``GET /manage/v1/logs/{request_id}``."""
+        params = {"projectId": project_id} if project_id else None
+        return dict(self._data("GET", f"/manage/v1/logs/{_seg(request_id)}", params=params))
+
     def get_experiment(self, experiment_id: str) -> dict[str, Any]:
         """``GET /manage/v1/experiments/{id}``."""
         return self._data("GET", self._exp(experiment_id))

@@ -22,6 +22,7 @@ from engine.credentials import Credentials, check_base_url, load_credentials
 from engine.crypto import load_cipher
 from engine.errors import ConfigError, Conflict, Forbidden, NotFound, Unavailable
 from engine.experiment import ref_resolver
+from engine.logs import find_request, store_projects
 from engine.pricing import Catalog, load_catalog
 from engine.results import ROW_COLUMNS, PairStore, page, query_pairs
 from engine.routing import build_policy
@@ -36,6 +37,7 @@ from engine.schema import (
     JudgePreflight,
     JudgeRun,
     KeyRole,
+    LoggedRequest,
     LoggingMode,
     Preflight,
     Project,
@@ -182,6 +184,31 @@ def get_project(svc: Services, project_id: str, *, project_ids: list[str] | None
 def list_projects(svc: Services, *, project_ids: list[str] | None = None) -> list[Project]:
     """The projects in scope, by id."""
     return svc.store.list_projects(project_ids)
+
+
+# logs -------------------------------------------------------------------------------
+def get_logged_request(
+    svc: Services, request_id: str, *, project_id: str | None = None, project_ids: list[str] | None = None
+) -> LoggedRequest:
+    """The logged request and answer of ``request_id``, in ``project_id``'s logs or any project in scope's."""
+    # Every project in scope; for the operator and all-projects keys also the log store's other folders.
+    projects = [p.id for p in list_projects(svc, project_ids=project_ids)]
+    if project_ids is None:
+        projects += [p for p in store_projects(svc.logs_root) if p not in projects]
+    if project_id is not None:
+        if project_id not in projects:
+            raise NotFound(f"project {project_id!r} does not exist", param="projectId")
+        projects = [project_id]
+    for project in projects:
+        row = find_request(svc.logs_root, project, request_id)
+        if row is not None:
+            return LoggedRequest.model_validate(row)
+    where = (
+        f"project {project_id!r}'s logs"
+        if project_id is not None
+        else "the logs of any project" + (" this key may see" if project_ids is not None else "")
+    )
+    raise NotFound(f"request {request_id!r} is not in {where}", param="request_id")
 
 
 # provider credentials ---------------------------------------------------------------

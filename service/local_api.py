@@ -89,6 +89,10 @@ class LocalApi:
         """``GET /experiments/{id}``."""
         return _json(core.get_experiment(self.svc, experiment_id, project_ids=self.scope()))
 
+    def get_logged_request(self, request_id: str, *, project_id: str | None = None) -> Any:
+        """``GET /logs/{request_id}``."""
+        return _json(core.get_logged_request(self.svc, request_id, project_id=project_id, project_ids=self.scope()))
+
     def experiment_results(self, experiment_id: str, **query: Any) -> Page:
         """``GET /experiments/{id}/results``."""
         rows, next_cursor = core.experiment_results(self.svc, experiment_id, project_ids=self.scope(), **query)

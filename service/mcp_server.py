@@ -38,6 +38,7 @@ from engine.schema import (
     JudgeCreate,
     JudgePreflight,
     JudgeRun,
+    LoggedRequest,
     PairDetail,
     Preflight,
     RoutingConfigVersion,
@@ -210,6 +211,15 @@ def pairs_summary(page: PageOf[PairDetail]) -> str:
 def pair_summary(pair: PairDetail) -> str:
     """The pair's similarity and models (both answers are in the structured content)."""
     return pairs_summary(PageOf[PairDetail](data=[pair])).split("\n- ", 1)[1]
+
+
+def logged_summary(entry: LoggedRequest) -> str:
+    """Which model answered, how, and whether the texts were logged (they are in the structured content)."""
+    texts = "prompt and answer in the structured content" if entry.request_json else "metadata only, no texts"
+    return (
+        f"request {entry.request_id} of {entry.project_id} at {entry.timestamp:%Y-%m-%d %H:%M}Z: {entry.model} "
+        f"({entry.provider}) {entry.status}, {entry.input_tokens:,} in / {entry.output_tokens:,} out tokens; {texts}"
+    )
 
 
 def histogram_summary(h: Histogram) -> str:
@@ -450,6 +460,14 @@ def _experiment_tools(server: MCPServer, api: Api) -> None:
     ) -> Annotated[CallToolResult, PairDetail]:
         """One pair of a with-responses experiment with both answers: the logged (baseline) one and the candidate's."""
         return answer(partial(api.experiment_pair, experiment_id, request_id), PairDetail, pair_summary)
+
+    @tool(READ)
+    def get_logged_request(
+        request_id: Annotated[str, Field(min_length=1, description="The logged request's id (a pair's request_id).")],
+        project_id: ProjectFilter = None,
+    ) -> Annotated[CallToolResult, LoggedRequest]:
+        """One request as the gateway logged it: model, tokens, cost, latency, the chat request and the answer."""
+        return answer(partial(api.get_logged_request, request_id, project_id=project_id), LoggedRequest, logged_summary)
 
     @tool(READ)
     def get_experiment_similarity_histogram(

@@ -16,6 +16,7 @@ from service.api import (
     experiments,
     judge,
     keys,
+    logs,
     projects,
     routing_configs,
     scheduled_experiments,
@@ -110,6 +111,7 @@ def create_app(services: Services, launcher: Launcher, scheduler: Scheduler | No
     for module in (
         experiments,
         judge,
+        logs,
         projects,
         routing_configs,
         credentials,

@@ -1,23 +1,28 @@
-"""``rehearsal logs``: generate, import and inspect log stores."""
+"""``rehearsal logs``: generate, import and inspect log stores, and show one logged request."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import polars as pl
 import typer
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from engine.errors import ConfigError, LogSchemaError
 from engine.importers import IMPORTERS, run_import
 from engine.logs import inspect_store, write_partitioned
 from engine.pricing import load_catalog
+from engine.schema import LoggedRequest
 from engine.settings import get_settings
 from engine.synth import generate as generate_traffic
-from service.cli._common import JsonOpt, PricingOpt, err, out, print_json, services
+from service import core
+from service.cli._common import JsonOpt, LogsOpt, PricingOpt, ServerOpt, err, out, print_json, remote, services
 
 app = typer.Typer(help="Create, import and inspect Parquet log stores.", no_args_is_help=True)
 
@@ -143,3 +148,50 @@ def inspect(
             err.print(f"[red]schema:[/red] {line}", soft_wrap=True)
     if problems:
         raise LogSchemaError(f"{len(problems)} problem(s) in the log store; the first: {problems[0]}")
+
+
+def _logged_view(entry: LoggedRequest) -> Group:
+    """The row's metadata, the prompt's messages and the answer."""
+    cost = "unknown" if entry.cost_usd is None else f"${entry.cost_usd:.6f}"
+    latency = "unknown" if entry.latency_ms is None else f"{entry.latency_ms:,.0f} ms"
+    head = (
+        f"{entry.request_id} ({entry.project_id}) at {entry.timestamp:%Y-%m-%d %H:%M:%S}Z: {entry.model} via "
+        f"{entry.provider}, {entry.status}{f' ({entry.error_type})' if entry.error_type else ''}; "
+        f"{entry.input_tokens:,} in / {entry.output_tokens:,} out tokens, {cost}, {latency}"
+    )
+    parts: list[Any] = [Text(head, style="bold")]
+    if entry.tags:
+        parts.append(Text(f"tags: {', '.join(entry.tags)}"))
+    if entry.request_json is None:
+        parts.append(Text("(the prompt and answer were not logged: metadata-only logs)", style="dim"))
+        return Group(*parts)
+    try:
+        messages = json.loads(entry.request_json).get("messages") or []
+    except (ValueError, AttributeError):
+        messages = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        text = content if isinstance(content, str) else json.dumps(content)
+        parts.append(Text(f"[{message.get('role', '?') if isinstance(message, dict) else '?'}] {text}"))
+    parts.append(Text("[answer] " + (entry.response_text or "(none logged)"), style="green"))
+    return Group(*parts)
+
+
+@app.command()
+def show(
+    request_id: Annotated[str, typer.Argument(help="The logged request's id (a pair's request_id).")],
+    project: Annotated[str | None, typer.Option("--project", help="Look in this project only.")] = None,
+    logs: LogsOpt = None,
+    server: ServerOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Show one logged request: its metadata, the prompt's messages and the logged answer."""
+    if server:
+        with remote(server, logs=logs) as api:
+            entry = LoggedRequest.model_validate(api.get_logged_request(request_id, project_id=project))
+    else:
+        entry = core.get_logged_request(services(logs=logs), request_id, project_id=project)
+    if json_:
+        print_json(entry)
+    else:
+        out.print(_logged_view(entry))

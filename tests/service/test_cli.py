@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import yaml
 
@@ -122,6 +123,21 @@ def test_replaying_the_baseline_against_itself(cli, tmp_path: Path) -> None:  # 
         "latency_p95_delta_pct": 0.0,
         "error_rate_delta_pct": 0.0,
     }
+
+
+def test_logs_show_prints_one_logged_request(cli, log_store: Path) -> None:  # type: ignore[no-untyped-def]
+    row = pl.scan_parquet(log_store / "project_id=demo" / "**" / "*.parquet").head(1).collect().row(0, named=True)
+    shown = json.loads(cli("logs", "show", row["request_id"], "--json").stdout)
+    assert shown["project_id"] == "demo" and shown["request_id"] == row["request_id"]
+    assert (shown["model"], shown["response_text"], shown["request_json"]) == (
+        row["model"],
+        row["response_text"],
+        row["request_json"],
+    )
+    text = cli("logs", "show", row["request_id"], "--project", "demo").stdout
+    assert row["model"] in text and "[answer]" in text
+    missing = cli("logs", "show", "req_nope", expect=2).stderr
+    assert "request_id" in missing and "req_nope" in missing and "Traceback" not in missing
 
 
 #: Specs the CLI refuses, each with what its one-line error says.

@@ -122,6 +122,20 @@ def test_with_responses_then_histogram_results_and_judge(
     ).json()
     assert all(r["candidate_status"] == "error" for r in errors["data"])
 
+    # "Below 0.60: fetch the pair via GET /manage/v1/logs/{request_id}": the logged request and answer.
+    request_id = worst["data"][0]["request_id"]
+    pair = served.client.get(f"/manage/v1/experiments/{sim_id}/results/{request_id}", headers=served.headers())
+    logged = served.client.get(f"/manage/v1/logs/{request_id}", headers=served.headers())
+    assert logged.status_code == 200, logged.text
+    entry = logged.json()["data"]
+    assert entry["object"] == "log" and entry["request_id"] == request_id and entry["project_id"] == PROJECT
+    assert entry["response_text"] == pair.json()["data"]["baseline_text"]
+    assert json.loads(entry["request_json"])["messages"] and entry["model"] == pair.json()["data"]["baseline_model"]
+    # Another project's key does not see it; an unknown id is a 404 naming the request.
+    hidden = served.client.get(f"/manage/v1/logs/{request_id}", headers=served.headers(served.other_key))
+    assert hidden.status_code == 404 and hidden.json()["error"]["param"] == "request_id"
+    assert served.client.get("/manage/v1/logs/req_nope", headers=served.headers()).status_code == 404
+
     preflight = served.client.post(
         f"/manage/v1/experiments/{sim_id}/judge/preflight", json=JUDGE_PREFLIGHT, headers=served.headers()
     )

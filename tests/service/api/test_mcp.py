@@ -33,6 +33,7 @@ TOOLS = {
     "list_experiments",
     "get_experiment_results",
     "get_experiment_pair",
+    "get_logged_request",
     "get_experiment_similarity_histogram",
     "cancel_experiment",
     "promote_experiment",
@@ -184,6 +185,9 @@ def test_reads_a_with_responses_experiment_and_refuses_bad_input(
         worst = page["data"][0]["request_id"]
         pair, _ = await ok(client, "get_experiment_pair", experiment_id=exp_id, request_id=worst)
         assert pair["baseline_text"] and pair["request_id"] == worst
+        logged, said = await ok(client, "get_logged_request", request_id=worst)
+        assert logged["response_text"] == pair["baseline_text"] and logged["request_json"]
+        assert said.startswith(f"request {worst} of ") and "prompt and answer" in said
 
         ensemble = body_routing_only(candidatePolicy="ensemble", candidateConfig={"models": ["gpt-4o", "gpt-4o-mini"]})
         error = await fails(client, "create_experiment", experiment=ensemble)
