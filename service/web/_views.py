@@ -333,11 +333,12 @@ def tone(delta: float | None, *, lower_is_better: bool = True, tolerance: float 
 
 # --------------------------------------------------------------------------- formatting
 def usd(value: float | None) -> str:
-    """Dollars with enough digits for sub-cent amounts."""
+    """Dollars as money: cents from $1 up and for whole cents ($0.50), more digits only for sub-cent amounts."""
     if value is None:
         return "—"
     magnitude = abs(value)
-    digits = 2 if magnitude >= 100 else 4 if magnitude >= 0.01 or magnitude == 0 else 6
+    whole_cents = abs(round(magnitude * 100) - magnitude * 100) < 1e-6
+    digits = 2 if magnitude >= 1 or whole_cents else 4 if magnitude >= 0.01 else 6
     sign = "-" if value < 0 else ""
     return f"{sign}${magnitude:,.{digits}f}"
 

@@ -123,7 +123,9 @@ def test_route_rows_and_tones() -> None:
 
 def test_formatting() -> None:
     assert views.usd(0.3486) == "$0.3486" and views.usd(0.000052) == "$0.000052" and views.usd(1234.5) == "$1,234.50"
-    assert views.signed_usd(-0.3177) == "-$0.3177" and views.signed_usd(0.5) == "+$0.5000" and views.usd(None) == "—"
+    assert views.signed_usd(-0.3177) == "-$0.3177" and views.signed_usd(0.5) == "+$0.50" and views.usd(None) == "—"
+    # Money as money: the guide's "$15.00/month", a $0.05 cap, a $0 spend.
+    assert (views.usd(15), views.usd(0.05), views.usd(0), views.usd(12.34567)) == ("$15.00", "$0.05", "$0.00", "$12.35")
     assert views.pct(-91.14, signed=True) == "-91.1%" and views.pct(None) == "—" and views.share(0.59) == "59%"
     assert views.ms(3104.2) == "3,104 ms" and views.ms(34130) == "34.13 s"
     assert views.when("2026-04-10T00:00:00+02:00") == "2026-04-09 22:00 UTC"
