@@ -61,7 +61,8 @@ class EmbeddedPrefect:
         """Start the server and wait until it answers its health check."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(self.home)}
+        # The UI asks /ui-settings where its API is; Prefect answers from these settings, not from --port.
+        env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(self.home), "PREFECT_UI_API_URL": self.api_url}
         env.pop("PREFECT_API_URL", None)
         log = (self.home / "server.log").open("ab")
         self.process = subprocess.Popen(
@@ -105,8 +106,10 @@ def export_settings(svc: Services) -> None:
 
 
 @contextlib.contextmanager
-def prefect_api(home: Path) -> Iterator[tuple[str, EmbeddedPrefect | None]]:
+def prefect_api(home: Path, port: int = 0) -> Iterator[tuple[str, EmbeddedPrefect | None]]:
     """The Prefect API to use: ``PREFECT_API_URL`` when set, else an embedded server (stopped on exit).
+
+    ``port``: the embedded server's (0: any free one). It listens on loopback only.
 
     Call it before anything imports ``prefect``: Prefect reads its settings from the environment once.
     """
@@ -114,7 +117,7 @@ def prefect_api(home: Path) -> Iterator[tuple[str, EmbeddedPrefect | None]]:
     if configured:
         yield configured, None
         return
-    server = EmbeddedPrefect(home / "prefect").start()
+    server = EmbeddedPrefect(home / "prefect", port).start()
     os.environ["PREFECT_API_URL"] = server.api_url
     address = _address_file(home)
     address.write_text(server.api_url + "\n")

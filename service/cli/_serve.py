@@ -76,6 +76,16 @@ def keys_revoke(key_id: str, json_: JsonOpt = False) -> None:
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port of the API and dashboard.")] = 8000,
+    prefect_port: Annotated[
+        int,
+        typer.Option(
+            "--prefect-port",
+            envvar="REHEARSAL_PREFECT_PORT",
+            min=0,
+            max=65535,
+            help="Port of the embedded Prefect server and its UI, on loopback (0: any free port).",
+        ),
+    ] = 0,
     logs: LogsOpt = None,
     pricing: PricingOpt = None,
 ) -> None:
@@ -89,7 +99,7 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if "prefect" in sys.modules:
         raise RuntimeError("prefect was imported before its API address was settled")
-    with prefect_api(svc.settings.home) as (api_url, embedded):
+    with prefect_api(svc.settings.home, prefect_port) as (api_url, embedded):
         import uvicorn
 
         from flows.launch import PrefectLauncher, RunnerThread

@@ -91,10 +91,13 @@ def test_a_run_interrupted_by_a_restart_is_resumed_and_pays_no_pair_twice(
     )
     key = json.loads(made.stdout)["key"]
     assert key not in made.stderr
-    port = free_port()
-    serve = Serve(env, port, tmp_path / "serve-1.log")
+    port, prefect_port = free_port(), free_port()
+    serve = Serve(env | {"REHEARSAL_PREFECT_PORT": str(prefect_port)}, port, tmp_path / "serve-1.log")
     try:
-        assert "Prefect UI http://127.0.0.1:" in serve.log.read_text()
+        ui = f"http://127.0.0.1:{prefect_port}"
+        assert f"Prefect UI {ui}" in serve.log.read_text()
+        # The Prefect UI finds its API (it asks /ui-settings), not Prefect's default port 4200.
+        assert httpx.get(f"{ui}/ui-settings", timeout=30).json()["api_url"] == f"{ui}/api"
         body = {
             "projectId": PROJECT,
             "candidatePolicy": "single",
