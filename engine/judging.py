@@ -421,7 +421,7 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
         ctx.store.put_observations(judge_observations(run, made, planned.pairs))
     finished = running.model_copy(
         update={
-            "status": status,
+            "status": "complete" if status == "completed" else status,  # the guide's word for judge runs
             "status_reason": reason,
             "spend_usd": spent,
             "progress": Progress(done=len(made), total=total),

@@ -30,6 +30,8 @@ FILTER_ITEMS_MAX = 1000
 JSON_MAX_DEPTH = 32
 Mode = Literal["routing_only", "with_responses"]
 Status = Literal["queued", "running", "completed", "cancelled", "failed"]
+#: A judge run's: the guide polls it "until status is complete" (an experiment's word is ``completed``).
+JudgeStatus = Literal["queued", "running", "complete", "cancelled", "failed"]
 LoggingMode = Literal["full", "metadata_only"]
 
 
@@ -494,7 +496,7 @@ class JudgeRun(BaseModel):
     object: Literal["judge_run"] = "judge_run"
     experiment_id: str
     project_id: str
-    status: Status
+    status: JudgeStatus = Field(description="`complete` once it ended well (an experiment says `completed`).")
     status_reason: str | None = None
     judge_model: str
     judge_credential_id: str | None = None
@@ -517,6 +519,12 @@ class JudgeRun(BaseModel):
     created_at: dt.datetime
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _guide_word(cls, value: Any) -> Any:
+        """Runs stored before judge runs said ``complete`` said ``completed``."""
+        return "complete" if value == "completed" else value
 
 
 class ProjectCreate(Body):

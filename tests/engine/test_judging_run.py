@@ -17,6 +17,7 @@ from engine.fanout import ensure_ray
 from engine.judging import CallStore
 from engine.providers._sim import Divergence, SimConfig, SimProfile, SimServer
 from engine.providers._sim_judge import SimJudgeProfile
+from engine.schema import JudgeRun
 from engine.settings import Settings
 from service import core
 from service.cli._render import judge_run_view
@@ -104,7 +105,9 @@ def test_a_run_summarises_verdicts_with_intervals(setup: tuple[core.Services, st
     svc, experiment_id = setup
     estimate = core.preflight_judge(svc, experiment_id, judge_body())
     run = core.create_judge_run(svc, experiment_id, judge_body())
-    assert run.status == "completed", run.status_reason
+    assert run.status == "complete", run.status_reason
+    # A run stored when judge runs still said "completed" reads back in the guide's word.
+    assert JudgeRun.model_validate(run.model_dump() | {"status": "completed"}).status == "complete"
     # The run measures itself against its preflight, and each call against the reservation it was sent with.
     error = run.estimate_error
     assert error is not None and error.calls == 120
@@ -134,7 +137,7 @@ def test_a_judge_run_teaches_the_next_preflight(setup: tuple[core.Services, str]
     before = core.preflight_judge(svc, experiment_id, body)
     assert not any("judge runs" in n for n in before.notes)
     run = core.create_judge_run(svc, experiment_id, body)
-    assert run.status == "completed" and run.estimate_error is not None and run.estimate_error.overall is not None
+    assert run.status == "complete" and run.estimate_error is not None and run.estimate_error.overall is not None
     after = core.preflight_judge(svc, experiment_id, body)
     (note,) = [n for n in after.notes if "judge runs" in n]
     assert run.id in note and "gpt-4.1" in note

@@ -108,7 +108,7 @@ def test_preflight_run_results_histogram_and_judge(env: dict[str, str], tmp_path
     )
     judged = json.loads(run.stdout)
     assert (
-        judged["status"] == "completed" and judged["summary"]["judged_count"] + judged["summary"]["parse_errors"] == 15
+        judged["status"] == "complete" and judged["summary"]["judged_count"] + judged["summary"]["parse_errors"] == 15
     )
     assert "position_flip_rate" in judged["summary"]
     assert json.loads(cli(env, "judge", "show", judged["id"], "--json").stdout)["id"] == judged["id"]

@@ -160,7 +160,7 @@ def test_judge_preflight_run_show_results(
     assert "suggested --spend-cap" in cli(env, "judge", "preflight", exp_id, *small).stdout
 
     judged = json.loads(cli(env, "judge", "run", exp_id, "--spend-cap", "1", *small, "--json").stdout)
-    assert judged["status"] == "completed", judged["status_reason"]
+    assert judged["status"] == "complete", judged["status_reason"]
     assert judged["summary"]["judged_count"] + judged["summary"]["parse_errors"] == estimate["effectivePairCount"]
     run_id = judged["id"]
     assert json.loads(cli(env, "judge", "show", run_id, "--experiment", exp_id, "--json").stdout) == judged

@@ -137,7 +137,7 @@ def world(served: Served, finished_with_responses: dict[str, Any]) -> World:
     (signal,) = [s for s in signals if s["scheduled_experiment_id"] == schedule["id"]]
     routing = served.wait(f"{API}/experiments/{routing['id']}")
     judge = served.wait(f"{API}/experiments/{exp_id}/judge/{judge['id']}")
-    assert routing["status"] == "completed" and judge["status"] == "completed", (routing, judge)
+    assert routing["status"] == "completed" and judge["status"] == "complete", (routing, judge)
     # A pair that kept most of its wording, so its page shows a word-level diff rather than two unrelated texts.
     (reworded,) = api_get(served, f"{API}/experiments/{exp_id}/results?sort=similarity_asc&min_similarity=0.8&limit=1")
     world = World(finished_with_responses, routing, judge, schedule, signal["key"])

@@ -150,7 +150,7 @@ def test_with_responses_then_histogram_results_and_judge(
     assert created.status_code == 201, created.text
     run_id = created.json()["data"]["id"]
     run = served.wait(f"/manage/v1/experiments/{sim_id}/judge/{run_id}")
-    assert run["status"] == "completed", run["status_reason"]
+    assert run["status"] == "complete", run["status_reason"]
     summary = run["summary"]
     assert {
         "judged_count",

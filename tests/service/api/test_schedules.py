@@ -382,4 +382,4 @@ def test_a_chained_judge_run_feeds_the_judge_metrics(served: Served) -> None:
     (predicate,) = experiment["verdict"]["predicates"]
     assert predicate["status"] == "pass" and 0 < predicate["observed"] <= 100
     judge = get(served, f"/manage/v1/experiments/{experiment['id']}/judge/{experiment['judge_run_id']}")
-    assert judge["status"] == "completed"
+    assert judge["status"] == "complete"
