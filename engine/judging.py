@@ -408,6 +408,7 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
         f"${spent:.4f} with {len(rows):,} of {planned.pairs.height:,} pairs judged",
         ctx.store.judge_run_status(run.id) == "cancelled",
     )
+    status = "complete" if status == "completed" else status  # the guide's word for a judge run that ended well
     calls.dir.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(rows, schema=VERDICT_SCHEMA).write_parquet(calls.dir / "verdicts.parquet")
     answered = made.filter(pl.col("status") == "ok")
@@ -417,17 +418,17 @@ def execute_judge(run: JudgeRun, experiment: Experiment, ctx: RunContext, planne
         answered.get_column("cost_usd").to_numpy(),
         answered.get_column("call_id").replace_strict(reserved, default=0.0, return_dtype=pl.Float64).to_numpy(),
     )
-    if status == "completed":
+    if status == "complete":
         ctx.store.put_observations(judge_observations(run, made, planned.pairs))
     finished = running.model_copy(
         update={
-            "status": "complete" if status == "completed" else status,  # the guide's word for judge runs
+            "status": status,
             "status_reason": reason,
             "spend_usd": spent,
             "progress": Progress(done=len(made), total=total),
             "summary": judge.summarize(rows, spent, both_orders=spec.order == "both"),
             # Only a finished run's spend is comparable with the estimate of all its calls.
-            "estimate_error": error if status == "completed" else None,
+            "estimate_error": error if status == "complete" else None,
             "notes": notes,
             "completed_at": utcnow(),
         }

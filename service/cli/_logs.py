@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import polars as pl
 import typer
-from rich.console import Group
 from rich.table import Table
-from rich.text import Text
 
 from engine.errors import ConfigError, LogSchemaError
 from engine.importers import IMPORTERS, run_import
@@ -23,6 +20,7 @@ from engine.settings import get_settings
 from engine.synth import generate as generate_traffic
 from service import core
 from service.cli._common import JsonOpt, LogsOpt, PricingOpt, ServerOpt, err, out, print_json, remote, services
+from service.cli._render import logged_view
 
 app = typer.Typer(help="Create, import and inspect Parquet log stores.", no_args_is_help=True)
 
@@ -150,33 +148,6 @@ def inspect(
         raise LogSchemaError(f"{len(problems)} problem(s) in the log store; the first: {problems[0]}")
 
 
-def _logged_view(entry: LoggedRequest) -> Group:
-    """The row's metadata, the prompt's messages and the answer."""
-    cost = "unknown" if entry.cost_usd is None else f"${entry.cost_usd:.6f}"
-    latency = "unknown" if entry.latency_ms is None else f"{entry.latency_ms:,.0f} ms"
-    head = (
-        f"{entry.request_id} ({entry.project_id}) at {entry.timestamp:%Y-%m-%d %H:%M:%S}Z: {entry.model} via "
-        f"{entry.provider}, {entry.status}{f' ({entry.error_type})' if entry.error_type else ''}; "
-        f"{entry.input_tokens:,} in / {entry.output_tokens:,} out tokens, {cost}, {latency}"
-    )
-    parts: list[Any] = [Text(head, style="bold")]
-    if entry.tags:
-        parts.append(Text(f"tags: {', '.join(entry.tags)}"))
-    if entry.request_json is None:
-        parts.append(Text("(the prompt and answer were not logged: metadata-only logs)", style="dim"))
-        return Group(*parts)
-    try:
-        messages = json.loads(entry.request_json).get("messages") or []
-    except (ValueError, AttributeError):
-        messages = []
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        text = content if isinstance(content, str) else json.dumps(content)
-        parts.append(Text(f"[{message.get('role', '?') if isinstance(message, dict) else '?'}] {text}"))
-    parts.append(Text("[answer] " + (entry.response_text or "(none logged)"), style="green"))
-    return Group(*parts)
-
-
 @app.command()
 def show(
     request_id: Annotated[str, typer.Argument(help="The logged request's id (a pair's request_id).")],
@@ -194,4 +165,4 @@ def show(
     if json_:
         print_json(entry)
     else:
-        out.print(_logged_view(entry))
+        out.print(logged_view(entry))

@@ -8,7 +8,17 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.schema import EstimateError, Experiment, Interval, JudgePreflight, JudgeRun, Preflight, Summary
+from engine.judge import request_text
+from engine.schema import (
+    EstimateError,
+    Experiment,
+    Interval,
+    JudgePreflight,
+    JudgeRun,
+    LoggedRequest,
+    Preflight,
+    Summary,
+)
 from engine.similarity import Histogram
 
 
@@ -335,3 +345,24 @@ def verdict_view(verdict: dict[str, Any]) -> Group:
         )
         table.add_row(p["metric"], p["op"], f"{p['value']:g}", observed, status)
     return Group(banner, table)
+
+
+def logged_view(entry: LoggedRequest) -> Group:
+    """One logged request: its metadata, the prompt's messages and the answer."""
+    cost = "unknown" if entry.cost_usd is None else f"${entry.cost_usd:.6f}"
+    latency = "unknown" if entry.latency_ms is None else f"{entry.latency_ms:,.0f} ms"
+    error = f" ({entry.error_type})" if entry.error_type else ""
+    head = (
+        f"{entry.request_id} ({entry.project_id}) at {entry.timestamp:%Y-%m-%d %H:%M:%S}Z: {entry.model} via "
+        f"{entry.provider}, {entry.status}{error}; {entry.input_tokens:,} in / {entry.output_tokens:,} out tokens, "
+        f"{cost}, {latency}"
+    )
+    parts: list[Any] = [Text(head, style="bold")]
+    if entry.tags:
+        parts.append(Text(f"tags: {', '.join(entry.tags)}"))
+    if entry.request_json is None:
+        parts.append(Text("(the prompt and answer were not logged: metadata-only logs)", style="dim"))
+        return Group(*parts)
+    parts.append(Text(request_text(entry.request_json)))
+    parts.append(Text("[answer] " + (entry.response_text or "(none logged)"), style="green"))
+    return Group(*parts)
